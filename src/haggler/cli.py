@@ -1,0 +1,309 @@
+"""The `haggler` command: train, evaluate, negotiate, bench-latency.
+
+Bad input ends with one line `haggler: error: ...` on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from haggler.catalogue import SEED_CATALOGUE, find_product
+from haggler.config import DQNConfig, Settings
+from haggler.sellers import ALL_STRATEGIES, HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+
+STRATEGY = click.Choice(ALL_STRATEGIES)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _load_agent(path: Path) -> Any:
+    import torch
+
+    from haggler.agent import BuyerAgent
+
+    torch.set_num_threads(1)
+    return BuyerAgent.from_file(path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="haggler")
+def cli() -> None:
+    """haggler: a buyer-side negotiation agent that haggles prices and learns online."""
+
+
+@cli.command()
+@click.option("--seconds", type=click.FloatRange(min=1), default=None,
+              help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 150].")
+@click.option("--env-steps", type=click.IntRange(min=1), default=None,
+              help="Budget in buyer moves (stops at whichever budget comes first).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seeds the network, the training scenarios and exploration.")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Where to write the model [default: MODEL_PATH, models/buyer_agent.pth].")
+@click.option("--if-missing", is_flag=True, help="Do nothing if the model file already exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(
+    seconds: float | None,
+    env_steps: int | None,
+    seed: int,
+    model_path: Path | None,
+    if_missing: bool,
+    quiet: bool,
+) -> None:
+    """Pretrain the agent against the simulated sellers and write the model file.
+
+    The seller strategies listed as held out are never used in training.
+    """
+    settings = _settings()
+    path = model_path or settings.model_path
+    if if_missing and path.exists():
+        click.echo(f"Model {path} exists; not training (remove it or drop --if-missing).")
+        return
+    import torch
+    from tqdm import tqdm
+
+    from haggler.agent import BuyerAgent
+    from haggler.training import PretrainConfig, PretrainProgress, pretrain
+
+    torch.set_num_threads(1)
+    if seconds is None and env_steps is None:
+        seconds = settings.starter_train_seconds
+    config = PretrainConfig(seconds=seconds, env_steps=env_steps, seed=seed)
+    agent = BuyerAgent(DQNConfig(seed=seed))
+    total = 1000
+    bar = tqdm(total=total, disable=quiet, unit="‰", desc="training", bar_format=(
+        "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"))
+
+    def report(progress: PretrainProgress) -> None:
+        shares = []
+        if config.seconds is not None:
+            shares.append(progress.seconds / config.seconds)
+        if config.env_steps is not None:
+            shares.append(progress.env_steps / config.env_steps)
+        bar.update(min(total, int(max(shares) * total)) - bar.n)
+        bar.set_postfix_str(
+            f"negotiations={progress.episodes} updates={progress.gradient_steps} "
+            f"eps={progress.epsilon:.2f} return={progress.mean_return:.3f} loss={progress.loss:.4f}",
+            refresh=False,
+        )
+
+    started = time.perf_counter()
+    progress = pretrain(agent, config, report)
+    bar.close()
+    agent.save_model(
+        path,
+        trained_on=list(config.strategies),
+        held_out=list(HELD_OUT_STRATEGIES),
+        pretrain_seed=seed,
+        pretrain_env_steps=progress.env_steps,
+        pretrain_negotiations=progress.episodes,
+        pretrain_seconds=round(progress.seconds, 1),
+        model_version=1,
+    )
+    click.echo(
+        f"Trained for {time.perf_counter() - started:.0f} s: {progress.episodes} negotiations, "
+        f"{progress.gradient_steps} updates; wrote {path}"
+    )
+
+
+@cli.command()
+@click.option("--model", "model_paths", type=click.Path(path_type=Path), multiple=True,
+              help="Model file; repeat to report the mean and spread over several "
+              "[default: MODEL_PATH].")
+@click.option("--episodes", type=click.IntRange(min=1), default=2000, show_default=True,
+              help="Negotiations in the main suite (and again in the held-out family's).")
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Seeds the evaluation scenarios; they never coincide with training ones.")
+@click.option("--strategy", "strategies", type=STRATEGY, multiple=True,
+              help="Evaluate on these seller strategies only [default: all trained ones].")
+@click.option("--max-rounds", type=click.IntRange(1, 100), default=None,
+              help="Fix the buyer's rounds [default: drawn from 6-14].")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def evaluate(
+    model_paths: tuple[Path, ...],
+    episodes: int,
+    seed: int,
+    strategies: tuple[str, ...],
+    max_rounds: int | None,
+    as_json: bool,
+) -> None:
+    """Play the model and every baseline on the same held-out negotiations and compare."""
+    from haggler.agent import AgentBuyer
+    from haggler.baselines import BASELINES
+    from haggler.evaluation import evaluate as run_evaluation
+    from haggler.evaluation import format_evaluation
+    from haggler.scenarios import scenario_suite
+    from haggler.training import EVALUATION_STREAM, scenario_rng
+
+    paths = model_paths or (_settings().model_path,)
+    agents = [AgentBuyer(_load_agent(path)) for path in paths]
+    main_strategies = strategies or TRAINING_STRATEGIES
+    suite_seed = int(scenario_rng(EVALUATION_STREAM, seed).integers(2**63))
+    suites = {"main": scenario_suite(episodes, suite_seed, main_strategies, max_rounds)}
+    if not strategies:
+        suites["held_out"] = scenario_suite(
+            episodes, suite_seed + 1, HELD_OUT_STRATEGIES, max_rounds
+        )
+    results: dict[str, list[Any]] = {
+        name: [run_evaluation(agent, BASELINES, suite) for agent in agents]
+        for name, suite in suites.items()
+    }
+    if as_json:
+        output: dict[str, Any] = {"episodes": episodes, "seed": seed, "models": [str(p) for p in paths]}
+        main = results["main"]
+        output.update(main[0].as_dict() if len(main) == 1 else {"runs": [e.as_dict() for e in main]})
+        if len(main) > 1:
+            output["across_models"] = _across_models(main)
+        if "held_out" in results:
+            held = results["held_out"]
+            output["held_out"] = held[0].as_dict() if len(held) == 1 else {
+                "runs": [e.as_dict() for e in held], "across_models": _across_models(held)}
+        click.echo(json.dumps(output, indent=2))
+        return
+    for path, evaluation in zip(paths, results["main"], strict=True):
+        title = (f"Model {path}: {episodes} held-out negotiations (seed {seed}) against "
+                 f"{', '.join(evaluation.strategies)}")
+        click.echo(format_evaluation(evaluation, title) + "\n")
+    for path, evaluation in zip(paths, results.get("held_out", []), strict=True):
+        title = (f"Model {path}: {episodes} negotiations against the seller family kept out of "
+                 f"training ({', '.join(HELD_OUT_STRATEGIES)})")
+        click.echo(format_evaluation(evaluation, title) + "\n")
+    if len(paths) > 1:
+        for name, runs in results.items():
+            summary = _across_models(runs)
+            click.echo(f"Across {len(paths)} models ({name} suite), mean ± sd:")
+            for key, value in summary.items():
+                click.echo(f"  {key:34s} {value['mean']:+.3f} ± {value['sd']:.3f}")
+
+
+def _across_models(evaluations: list[Any]) -> dict[str, dict[str, float]]:
+    figures = {
+        "agent surplus": [e.reports["agent"].normalised_surplus.mean for e in evaluations],
+        "agent agreement": [e.reports["agent"].agreement_rate_feasible.mean for e in evaluations],
+        "best baseline surplus": [e.reports[e.best_baseline].normalised_surplus.mean for e in evaluations],
+        "type oracle surplus": [e.reports["type_oracle"].normalised_surplus.mean for e in evaluations],
+        "agent - best baseline": [e.agent_vs_best_baseline.surplus_diff.mean for e in evaluations],
+        "agent - type oracle": [e.agent_vs_type_oracle.surplus_diff.mean for e in evaluations],
+        "agreement: agent - best baseline": [
+            e.reports["agent"].agreement_rate_feasible.mean
+            - e.reports[e.best_baseline].agreement_rate_feasible.mean
+            for e in evaluations
+        ],
+    }
+    return {
+        key: {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+        for key, values in figures.items()
+    }
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Model file [default: MODEL_PATH].")
+@click.option("--seller", type=STRATEGY, default="tit_for_tat", show_default=True,
+              help="Simulated seller strategy.")
+@click.option("--product", default=SEED_CATALOGUE[0].name, show_default=True,
+              help="Product name from the catalogue.")
+@click.option("--limit", type=float, default=None,
+              help="The buyer's maximum unit price [default: the list price].")
+@click.option("--rounds", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="The buyer's maximum number of moves.")
+@click.option("--quantity", type=click.IntRange(1, 1_000_000), default=1, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seeds the seller's hidden reserve, deadline and parameters.")
+def negotiate(
+    model_path: Path | None,
+    seller: str,
+    product: str,
+    limit: float | None,
+    rounds: int,
+    quantity: int,
+    seed: int,
+) -> None:
+    """Play one negotiation of the agent against a simulated seller and print the transcript."""
+    from haggler.agent import AgentBuyer
+    from haggler.negotiation import Terms, money, result
+    from haggler.scenarios import Scenario, play
+
+    item = find_product(product)
+    buyer_limit = money(limit) if limit is not None else item.list_price
+    terms = Terms(item.list_price, buyer_limit, max_rounds=rounds, quantity=quantity)
+    agent = _load_agent(model_path or _settings().model_path)
+    played = play(Scenario(item, terms, seller, seed), AgentBuyer(agent))
+    click.echo(f"{item.name}: list price {item.list_price:.2f}, buyer limit {buyer_limit:.2f}, "
+               f"{rounds} rounds, seller '{seller}' (hidden reserve {played.reserve:.2f})")
+    for turn in played.state.transcript:
+        price = f"{turn.price:10.2f}" if turn.price is not None else " " * 10
+        click.echo(f"  round {turn.round:2d}  {turn.party.value:6s}  {turn.move.value:9s} {price}")
+    summary = result(played.state)
+    if summary.deal_price is not None:
+        click.echo(f"Deal at {summary.deal_price:.2f} per unit after {summary.rounds} rounds: "
+                   f"saved {summary.savings_per_unit:.2f} per unit ({summary.savings_pct:.1f}% "
+                   f"of list), {summary.savings_total:.2f} in total; normalised surplus "
+                   f"{played.normalised_surplus:.3f}.")
+    else:
+        click.echo(f"No deal ({summary.outcome.value}) after {summary.rounds} rounds.")
+
+
+@cli.command("bench-latency")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="Model file [default: MODEL_PATH; a fresh untrained network if none].")
+@click.option("--calls", type=click.IntRange(min=100), default=20_000, show_default=True)
+def bench_latency(model_path: Path | None, calls: int) -> None:
+    """Measure the agent's in-process decision latency for one observation."""
+    import numpy as np
+
+    from haggler.agent import BuyerAgent
+    from haggler.features import legal_moves, observe
+    from haggler.negotiation import open_negotiation
+    from haggler.scenarios import scenario_suite
+
+    path = model_path or _settings().model_path
+    agent = _load_agent(path) if model_path is not None or path.exists() else BuyerAgent()
+    suite = scenario_suite(256, 7, TRAINING_STRATEGIES)
+    states = [open_negotiation(s.terms, s.seller().opening_ask()) for s in suite]
+    inputs = [(observe(state), legal_moves(state)) for state in states]
+    decision = np.empty(calls)
+    turn = np.empty(calls)
+    for i in range(calls):
+        observation, mask = inputs[i % len(inputs)]
+        start = time.perf_counter_ns()
+        agent.act(observation, mask)
+        decision[i] = time.perf_counter_ns() - start
+    for i in range(calls):  # observation features + decision, as a served turn pays them
+        state = states[i % len(states)]
+        start = time.perf_counter_ns()
+        agent.act(observe(state), legal_moves(state))
+        turn[i] = time.perf_counter_ns() - start
+    click.echo(f"agent decision latency, one observation, {calls} calls (target p99 < 200 µs):")
+    for name, timings in (("decision", decision), ("features + decision", turn)):
+        median, p99 = np.percentile(timings, [50, 99]) / 1000
+        click.echo(f"  {name:20s} median {median:6.1f} µs   p99 {p99:6.1f} µs")
+
+
+def main() -> None:
+    """Entry point: one-line errors, no tracebacks, for every bad input."""
+    from haggler.agent import ModelFileError
+    from haggler.negotiation import ProtocolError
+
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        click.echo("haggler: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        click.echo(f"haggler: error: {error.format_message()}", err=True)
+        sys.exit(error.exit_code)
+    except (ModelFileError, ProtocolError, ValueError, OSError) as error:
+        click.echo(f"haggler: error: {error}", err=True)
+        sys.exit(1)

@@ -1,0 +1,53 @@
+"""Settings: the DQN's hyperparameters (a dataclass) and the service's settings (environment)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    """Hyperparameters of the buyer agent's deep Q-network (Mnih et al. 2015, van Hasselt 2016)."""
+
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    """Widths of the hidden layers of the Q-network."""
+    learning_rate: float = 5e-4
+    """Adam step size."""
+    gamma: float = 0.98
+    """Discount per buyer move; negotiations last at most ~15 moves."""
+    batch_size: int = 128
+    """Transitions per gradient step."""
+    buffer_size: int = 200_000
+    """Replay buffer capacity, in transitions."""
+    target_update_interval: int = 500
+    """Gradient steps between hard copies of the online network into the target network."""
+    max_grad_norm: float = 10.0
+    """Gradients are clipped to this global norm."""
+    prioritized: bool = False
+    """Sample transitions by TD error (Schaul et al. 2016) instead of uniformly."""
+    seed: int = 0
+    """Seeds the network's initial weights and the replay buffer's sampling."""
+
+
+class Settings(BaseSettings):
+    """The settings of the product, from the environment or a `.env` file in the working directory.
+
+    Built once by the entry point (CLI or app) and passed explicitly; never at import time.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    model_path: Path = Field(Path("models/buyer_agent.pth"), description="The main model file.")
+    checkpoint_dir: Path = Field(Path("models/checkpoints"), description="Checkpoint folder.")
+    enable_training: bool = Field(False, description="Learn online from every negotiation.")
+    epsilon: float = Field(0.1, ge=0.0, le=1.0, description="Exploration rate while training.")
+    train_steps: int = Field(5, ge=0, description="Gradient steps after each negotiation.")
+    save_interval: int = Field(10, ge=1, description="Negotiations between checkpoints.")
+    keep_checkpoints: int = Field(10, ge=1, description="Checkpoints kept on disk.")
+    starter_train_seconds: float = Field(
+        150.0, gt=0, description="Time budget for the starter model trained when none exists."
+    )
