@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench bench-latency bench-agent clean
 
 setup: $(VENV)/.installed
 
@@ -26,8 +26,23 @@ lint: setup
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-bench: setup
+bench: bench-latency bench-agent
+
+# The agent's in-process decision latency for one observation (median and p99).
+bench-latency: setup
 	$(BIN)/haggler bench-latency
+
+# Three starter-sized trainings (seeds 0-2), then all of them against every baseline on the same
+# held-out negotiations: per-model tables and the mean and spread across seeds (~10 minutes).
+BENCH_DIR ?= models/bench
+BENCH_SECONDS ?= 150
+BENCH_EPISODES ?= 5000
+bench-agent: setup
+	for seed in 0 1 2; do \
+		$(BIN)/haggler train --quiet --seed $$seed --seconds $(BENCH_SECONDS) --model $(BENCH_DIR)/seed$$seed.pth || exit 1; \
+	done
+	$(BIN)/haggler evaluate --episodes $(BENCH_EPISODES) \
+		--model $(BENCH_DIR)/seed0.pth --model $(BENCH_DIR)/seed1.pth --model $(BENCH_DIR)/seed2.pth
 
 clean:
 	rm -rf $(VENV)

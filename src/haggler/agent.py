@@ -2,8 +2,9 @@
 
 The replay buffer (uniform or prioritised) is TorchRL's; the update is written out like CleanRL's
 DQN with torch's Huber loss (TorchRL's `DQNLoss` computes the same but took 2.8 ms a step against
-1.3 ms here, which halves the updates a 3-minute pretraining can afford). Acting reads an immutable numpy snapshot of the online network, so a
-decision costs a few microseconds and never waits for, or sees half of, a gradient step.
+1.3 ms here, which halves the updates a 3-minute pretraining can afford). Acting reads an
+immutable numpy snapshot of the online network, so a decision costs a few microseconds and
+never waits for, or sees half of, a gradient step.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _q_network(hidden_sizes: tuple[int, ...]) -> torch.nn.Sequential:
 
 def masked_greedy(q_values: np.ndarray, action_mask: np.ndarray) -> np.ndarray:
     """Index of the best legal move per row; works for (N_MOVES,) and (B, N_MOVES)."""
-    return np.where(action_mask, q_values, -np.inf).argmax(axis=-1)
+    return np.asarray(np.where(action_mask, q_values, -np.inf).argmax(axis=-1))
 
 
 def epsilon_greedy(
@@ -198,7 +199,7 @@ class BuyerAgent:
         return len(self.replay_buffer)
 
     def train_steps(self, steps: int) -> float:
-        """Run `steps` gradient steps on replayed transitions; return the mean loss (nan if none)."""
+        """Run `steps` gradient steps from the replay buffer; return the mean loss (nan if none)."""
         if steps <= 0 or len(self.replay_buffer) == 0:
             return float("nan")
         losses = [self._gradient_step() for _ in range(steps)]
@@ -254,7 +255,7 @@ class BuyerAgent:
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(self.config),
             "observation_names": list(OBSERVATION_NAMES),
@@ -273,7 +274,9 @@ class BuyerAgent:
     def load_model(self, path: str | Path) -> None:
         """Restore the weights, optimiser state and metadata saved by `save_model` in place."""
         payload = read_checkpoint(path)
-        config = DQNConfig(**{**payload["config"], "hidden_sizes": tuple(payload["config"]["hidden_sizes"])})
+        config = DQNConfig(
+            **{**payload["config"], "hidden_sizes": tuple(payload["config"]["hidden_sizes"])}
+        )
         if config.hidden_sizes != self.config.hidden_sizes:
             raise ModelFileError(
                 f"{path}: network has hidden sizes {config.hidden_sizes}, "
@@ -305,7 +308,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        raise ModelFileError(f"{path} is not a readable model file ({type(error).__name__})") from None
+        raise ModelFileError(
+            f"{path} is not a readable model file ({type(error).__name__})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path} is not a haggler buyer-agent checkpoint")
     if payload.get("format_version") != CHECKPOINT_VERSION:
@@ -317,7 +322,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         move.name for move in BuyerMove
     ]:
         raise ModelFileError(f"{path} was trained on other observations or moves")
-    return payload  # type: ignore[no-any-return]
+    return payload
 
 
 def atomic_write(path: Path, data: bytes) -> None:

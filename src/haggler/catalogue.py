@@ -26,7 +26,7 @@ SEED_CATALOGUE: tuple[Product, ...] = (
     Product("Ergonomic office chair", "furniture", 289.00),
     Product("Standing desk frame", "furniture", 449.00),
     Product('27" 4K monitor', "electronics", 329.99),
-    Product("Business laptop 14\"", "electronics", 1149.00),
+    Product('Business laptop 14"', "electronics", 1149.00),
     Product("Wireless keyboard and mouse set", "electronics", 59.90),
     Product("Noise-cancelling headset", "electronics", 179.00),
     Product("A4 copy paper, box of 5 reams", "office supplies", 32.50),

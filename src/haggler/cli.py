@@ -41,14 +41,32 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--seconds", type=click.FloatRange(min=1), default=None,
-              help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 150].")
-@click.option("--env-steps", type=click.IntRange(min=1), default=None,
-              help="Budget in buyer moves (stops at whichever budget comes first).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seeds the network, the training scenarios and exploration.")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="Where to write the model [default: MODEL_PATH, models/buyer_agent.pth].")
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 150].",
+)
+@click.option(
+    "--env-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Budget in buyer moves (stops at whichever budget comes first).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the network, the training scenarios and exploration.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the model [default: MODEL_PATH, models/buyer_agent.pth].",
+)
 @click.option("--if-missing", is_flag=True, help="Do nothing if the model file already exists.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(
@@ -80,8 +98,13 @@ def train(
     config = PretrainConfig(seconds=seconds, env_steps=env_steps, seed=seed)
     agent = BuyerAgent(DQNConfig(seed=seed))
     total = 1000
-    bar = tqdm(total=total, disable=quiet, unit="‰", desc="training", bar_format=(
-        "{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"))
+    bar = tqdm(
+        total=total,
+        disable=quiet,
+        unit="‰",
+        desc="training",
+        bar_format=("{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"),
+    )
 
     def report(progress: PretrainProgress) -> None:
         shares = []
@@ -92,7 +115,8 @@ def train(
         bar.update(min(total, int(max(shares) * total)) - bar.n)
         bar.set_postfix_str(
             f"negotiations={progress.episodes} updates={progress.gradient_steps} "
-            f"eps={progress.epsilon:.2f} return={progress.mean_return:.3f} loss={progress.loss:.4f}",
+            f"eps={progress.epsilon:.2f} return={progress.mean_return:.3f} "
+            f"loss={progress.loss:.4f}",
             refresh=False,
         )
 
@@ -116,17 +140,40 @@ def train(
 
 
 @cli.command()
-@click.option("--model", "model_paths", type=click.Path(path_type=Path), multiple=True,
-              help="Model file; repeat to report the mean and spread over several "
-              "[default: MODEL_PATH].")
-@click.option("--episodes", type=click.IntRange(min=1), default=2000, show_default=True,
-              help="Negotiations in the main suite (and again in the held-out family's).")
-@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Seeds the evaluation scenarios; they never coincide with training ones.")
-@click.option("--strategy", "strategies", type=STRATEGY, multiple=True,
-              help="Evaluate on these seller strategies only [default: all trained ones].")
-@click.option("--max-rounds", type=click.IntRange(1, 100), default=None,
-              help="Fix the buyer's rounds [default: drawn from 6-14].")
+@click.option(
+    "--model",
+    "model_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Model file; repeat to report the mean and spread over several [default: MODEL_PATH].",
+)
+@click.option(
+    "--episodes",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Negotiations in the main suite (and again in the held-out family's).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Seeds the evaluation scenarios; they never coincide with training ones.",
+)
+@click.option(
+    "--strategy",
+    "strategies",
+    type=STRATEGY,
+    multiple=True,
+    help="Evaluate on these seller strategies only [default: all trained ones].",
+)
+@click.option(
+    "--max-rounds",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="Fix the buyer's rounds [default: drawn from 6-14].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def evaluate(
     model_paths: tuple[Path, ...],
@@ -158,24 +205,37 @@ def evaluate(
         for name, suite in suites.items()
     }
     if as_json:
-        output: dict[str, Any] = {"episodes": episodes, "seed": seed, "models": [str(p) for p in paths]}
+        output: dict[str, Any] = {
+            "episodes": episodes,
+            "seed": seed,
+            "models": [str(p) for p in paths],
+        }
         main = results["main"]
-        output.update(main[0].as_dict() if len(main) == 1 else {"runs": [e.as_dict() for e in main]})
+        output.update(
+            main[0].as_dict() if len(main) == 1 else {"runs": [e.as_dict() for e in main]}
+        )
         if len(main) > 1:
             output["across_models"] = _across_models(main)
         if "held_out" in results:
             held = results["held_out"]
-            output["held_out"] = held[0].as_dict() if len(held) == 1 else {
-                "runs": [e.as_dict() for e in held], "across_models": _across_models(held)}
+            output["held_out"] = (
+                held[0].as_dict()
+                if len(held) == 1
+                else {"runs": [e.as_dict() for e in held], "across_models": _across_models(held)}
+            )
         click.echo(json.dumps(output, indent=2))
         return
     for path, evaluation in zip(paths, results["main"], strict=True):
-        title = (f"Model {path}: {episodes} held-out negotiations (seed {seed}) against "
-                 f"{', '.join(evaluation.strategies)}")
+        title = (
+            f"Model {path}: {episodes} held-out negotiations (seed {seed}) against "
+            f"{', '.join(evaluation.strategies)}"
+        )
         click.echo(format_evaluation(evaluation, title) + "\n")
     for path, evaluation in zip(paths, results.get("held_out", []), strict=True):
-        title = (f"Model {path}: {episodes} negotiations against the seller family kept out of "
-                 f"training ({', '.join(HELD_OUT_STRATEGIES)})")
+        title = (
+            f"Model {path}: {episodes} negotiations against the seller family kept out of "
+            f"training ({', '.join(HELD_OUT_STRATEGIES)})"
+        )
         click.echo(format_evaluation(evaluation, title) + "\n")
     if len(paths) > 1:
         for name, runs in results.items():
@@ -189,8 +249,12 @@ def _across_models(evaluations: list[Any]) -> dict[str, dict[str, float]]:
     figures = {
         "agent surplus": [e.reports["agent"].normalised_surplus.mean for e in evaluations],
         "agent agreement": [e.reports["agent"].agreement_rate_feasible.mean for e in evaluations],
-        "best baseline surplus": [e.reports[e.best_baseline].normalised_surplus.mean for e in evaluations],
-        "type oracle surplus": [e.reports["type_oracle"].normalised_surplus.mean for e in evaluations],
+        "best baseline surplus": [
+            e.reports[e.best_baseline].normalised_surplus.mean for e in evaluations
+        ],
+        "type oracle surplus": [
+            e.reports["type_oracle"].normalised_surplus.mean for e in evaluations
+        ],
         "agent - best baseline": [e.agent_vs_best_baseline.surplus_diff.mean for e in evaluations],
         "agent - type oracle": [e.agent_vs_type_oracle.surplus_diff.mean for e in evaluations],
         "agreement: agent - best baseline": [
@@ -200,25 +264,56 @@ def _across_models(evaluations: list[Any]) -> dict[str, dict[str, float]]:
         ],
     }
     return {
-        key: {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+        key: {
+            "mean": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
         for key, values in figures.items()
     }
 
 
 @cli.command()
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="Model file [default: MODEL_PATH].")
-@click.option("--seller", type=STRATEGY, default="tit_for_tat", show_default=True,
-              help="Simulated seller strategy.")
-@click.option("--product", default=SEED_CATALOGUE[0].name, show_default=True,
-              help="Product name from the catalogue.")
-@click.option("--limit", type=float, default=None,
-              help="The buyer's maximum unit price [default: the list price].")
-@click.option("--rounds", type=click.IntRange(1, 100), default=10, show_default=True,
-              help="The buyer's maximum number of moves.")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model file [default: MODEL_PATH].",
+)
+@click.option(
+    "--seller",
+    type=STRATEGY,
+    default="tit_for_tat",
+    show_default=True,
+    help="Simulated seller strategy.",
+)
+@click.option(
+    "--product",
+    default=SEED_CATALOGUE[0].name,
+    show_default=True,
+    help="Product name from the catalogue.",
+)
+@click.option(
+    "--limit",
+    type=float,
+    default=None,
+    help="The buyer's maximum unit price [default: the list price].",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="The buyer's maximum number of moves.",
+)
 @click.option("--quantity", type=click.IntRange(1, 1_000_000), default=1, show_default=True)
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Seeds the seller's hidden reserve, deadline and parameters.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the seller's hidden reserve, deadline and parameters.",
+)
 def negotiate(
     model_path: Path | None,
     seller: str,
@@ -238,24 +333,33 @@ def negotiate(
     terms = Terms(item.list_price, buyer_limit, max_rounds=rounds, quantity=quantity)
     agent = _load_agent(model_path or _settings().model_path)
     played = play(Scenario(item, terms, seller, seed), AgentBuyer(agent))
-    click.echo(f"{item.name}: list price {item.list_price:.2f}, buyer limit {buyer_limit:.2f}, "
-               f"{rounds} rounds, seller '{seller}' (hidden reserve {played.reserve:.2f})")
+    click.echo(
+        f"{item.name}: list price {item.list_price:.2f}, buyer limit {buyer_limit:.2f}, "
+        f"{rounds} rounds, seller '{seller}' (hidden reserve {played.reserve:.2f})"
+    )
     for turn in played.state.transcript:
         price = f"{turn.price:10.2f}" if turn.price is not None else " " * 10
         click.echo(f"  round {turn.round:2d}  {turn.party.value:6s}  {turn.move.value:9s} {price}")
     summary = result(played.state)
     if summary.deal_price is not None:
-        click.echo(f"Deal at {summary.deal_price:.2f} per unit after {summary.rounds} rounds: "
-                   f"saved {summary.savings_per_unit:.2f} per unit ({summary.savings_pct:.1f}% "
-                   f"of list), {summary.savings_total:.2f} in total; normalised surplus "
-                   f"{played.normalised_surplus:.3f}.")
+        click.echo(
+            f"Deal at {summary.deal_price:.2f} per unit after {summary.rounds} rounds: "
+            f"saved {summary.savings_per_unit:.2f} per unit ({summary.savings_pct:.1f}% "
+            f"of list), {summary.savings_total:.2f} in total; normalised surplus "
+            f"{played.normalised_surplus:.3f}."
+        )
     else:
         click.echo(f"No deal ({summary.outcome.value}) after {summary.rounds} rounds.")
 
 
 @cli.command("bench-latency")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
-              help="Model file [default: MODEL_PATH; a fresh untrained network if none].")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model file [default: MODEL_PATH; a fresh untrained network if none].",
+)
 @click.option("--calls", type=click.IntRange(min=100), default=20_000, show_default=True)
 def bench_latency(model_path: Path | None, calls: int) -> None:
     """Measure the agent's in-process decision latency for one observation."""

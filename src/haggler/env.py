@@ -73,9 +73,7 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
         self.state = open_negotiation(scenario.terms, self.seller.opening_ask())
         return observe(self.state), self._info(illegal=False)
 
-    def step(
-        self, action: np.int64 | int
-    ) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.state is None or self.seller is None:
             raise RuntimeError("call reset() before step()")
         if self.state.is_over:
@@ -88,7 +86,9 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
         if not state.is_over:
             state = apply_move(state, Party.SELLER, self.seller.respond(state))
         self.state = state
-        reward = step_reward(state, self.reward_config)
+        # The simulation knows whether a deal was possible: the seller's floor within the limit.
+        feasible = self.seller.reserve <= state.terms.buyer_limit
+        reward = step_reward(state, self.reward_config, deal_possible=feasible)
         return observe(state), reward, state.is_over, False, self._info(illegal=illegal)
 
     def _info(self, *, illegal: bool) -> dict[str, Any]:
@@ -100,7 +100,7 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
             "reserve": self.seller.reserve,
         }
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         if self.state is None:
             return None
         lines = []
@@ -110,4 +110,3 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
         if self.state.outcome is not None:
             lines.append(f"outcome: {self.state.outcome.value}")
         return "\n".join(lines)
-

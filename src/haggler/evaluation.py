@@ -95,7 +95,7 @@ def summarise(
         ),
         savings_pct=mean_ci([result(p.state).savings_pct for p in deals]),
         rounds=mean_ci([p.state.buyer_moves for p in played]),
-        reward=mean_ci([episode_return(p.state, reward_config) for p in played]),
+        reward=mean_ci([episode_return(p.state, reward_config, p.feasible) for p in played]),
     )
 
 
@@ -126,9 +126,15 @@ class PairedTest:
         )
 
 
-def paired_test(a: str, a_played: Sequence[Played], b: str, b_played: Sequence[Played]) -> PairedTest:
+def paired_test(
+    a: str, a_played: Sequence[Played], b: str, b_played: Sequence[Played]
+) -> PairedTest:
     diffs = np.array(
-        [x.normalised_surplus - y.normalised_surplus for x, y in zip(a_played, b_played, strict=True) if x.feasible]
+        [
+            x.normalised_surplus - y.normalised_surplus
+            for x, y in zip(a_played, b_played, strict=True)
+            if x.feasible
+        ]
     )
     if len(diffs) < 2 or float(diffs.std()) == 0.0:
         p_value = 1.0 if len(diffs) == 0 or float(diffs.mean()) == 0.0 else 0.0
@@ -178,7 +184,9 @@ def evaluate(agent: Buyer, baselines: Sequence[Buyer], suite: Sequence[Scenario]
         raise ValueError("the evaluation suite is empty")
     if not baselines:
         raise ValueError("the evaluation needs at least one baseline")
-    played = {buyer.name: [play(scenario, buyer) for scenario in suite] for buyer in (agent, *baselines)}
+    played = {
+        buyer.name: [play(scenario, buyer) for scenario in suite] for buyer in (agent, *baselines)
+    }
     baseline_names = [buyer.name for buyer in baselines]
     strategies = tuple(dict.fromkeys(scenario.strategy for scenario in suite))
 
@@ -222,16 +230,22 @@ def evaluate(agent: Buyer, baselines: Sequence[Buyer], suite: Sequence[Scenario]
 def format_evaluation(evaluation: Evaluation, title: str) -> str:
     """A plain-text report: overall table, per-strategy surplus, the paired tests."""
     lines = [title, ""]
-    header = f"{'buyer':18s} {'surplus [95% CI]':24s} {'agreement [95% CI]':24s} {'savings %':>10s} {'rounds':>7s} {'reward':>8s}"
+    header = (
+        f"{'buyer':18s} {'surplus [95% CI]':24s} {'agreement [95% CI]':24s} "
+        f"{'savings %':>10s} {'rounds':>7s} {'reward':>8s}"
+    )
     lines.append(header)
     for name, report in evaluation.reports.items():
         marker = " (best baseline)" if name == evaluation.best_baseline else ""
         lines.append(
-            f"{name:18s} {str(report.normalised_surplus):24s} "
-            f"{str(report.agreement_rate_feasible):24s} {report.savings_pct.mean:10.1f} "
+            f"{name:18s} {report.normalised_surplus!s:24s} "
+            f"{report.agreement_rate_feasible!s:24s} {report.savings_pct.mean:10.1f} "
             f"{report.rounds.mean:7.2f} {report.reward.mean:8.4f}{marker}"
         )
-    lines += ["", "Mean normalised surplus per seller strategy (feasible negotiations; * = type oracle's pick):"]
+    lines += [
+        "",
+        "Mean normalised surplus per seller strategy (feasible only; * = the type oracle's pick):",
+    ]
     names = list(evaluation.reports)
     names.remove("type_oracle")
     lines.append(f"{'strategy':20s} {'n':>5s} " + " ".join(f"{name[:11]:>12s}" for name in names))

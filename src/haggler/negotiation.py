@@ -1,4 +1,5 @@
-"""The negotiation protocol: immutable state, moves, the buyer's deadline and limit, outcome, reward.
+"""The negotiation protocol: immutable state, moves, the buyer's deadline and limit, outcome, reward
+(the last two as pure functions).
 
 The mechanism owns the clock and the state; negotiators (the agent, baselines, simulated or real
 sellers) only choose an `Action`. Every rule of the spec that is a rule of the service, not of the
@@ -261,32 +262,39 @@ def result(state: NegotiationState) -> NegotiationResult:
 class RewardConfig:
     """The buyer's reward: normalised saving on a deal, a no-deal penalty, a cost per round."""
 
-    no_deal_penalty: float = 0.25
-    """Charged when no deal was reached although the seller once asked a price within the limit."""
+    no_deal_penalty: float = 0.15
+    """Charged when no deal was reached although one was possible."""
     round_cost: float = 0.002
     """Charged for every buyer move, so that equal prices reached sooner are worth more."""
 
 
 def step_reward(
-    state: NegotiationState, config: RewardConfig = RewardConfig()
-) -> float:  # noqa: B008 - frozen dataclass default
+    state: NegotiationState,
+    config: RewardConfig = RewardConfig(),
+    deal_possible: bool | None = None,
+) -> float:
     """Reward for the buyer's last move, given the state after the seller's answer (if any).
 
-    Deal: the saving against the buyer's own limit, as a share of the limit. Only what the buyer
-    can observe is used, so the same reward works against real sellers whose floor is unknown.
+    Deal: the saving against the buyer's own limit, as a share of the limit. `deal_possible` says
+    whether the seller's floor was within the limit; simulations know it, against a real seller
+    it is unknown and defaults to what the buyer saw: an ask within its limit at some point.
     """
     reward = -config.round_cost
+    if deal_possible is None:
+        deal_possible = state.deal_was_available
     if state.outcome is Outcome.DEAL:
         assert state.deal_price is not None
         limit = state.terms.buyer_limit
         reward += (limit - state.deal_price) / limit
-    elif state.outcome is not None and state.deal_was_available:
+    elif state.outcome is not None and deal_possible:
         reward -= config.no_deal_penalty
     return max(-1.0, min(1.0, reward))
 
 
 def episode_return(
-    state: NegotiationState, config: RewardConfig = RewardConfig()
-) -> float:  # noqa: B008 - frozen dataclass default
+    state: NegotiationState,
+    config: RewardConfig = RewardConfig(),
+    deal_possible: bool | None = None,
+) -> float:
     """Sum of the buyer's step rewards over a finished negotiation."""
-    return -config.round_cost * (state.buyer_moves - 1) + step_reward(state, config)
+    return -config.round_cost * (state.buyer_moves - 1) + step_reward(state, config, deal_possible)

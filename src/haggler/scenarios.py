@@ -26,7 +26,8 @@ MAX_ROUNDS_RANGE = (6, 14)
 class Buyer(Protocol):
     """Anything that can play the buyer: the agent, a baseline rule."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def act(self, state: NegotiationState) -> Action: ...
 

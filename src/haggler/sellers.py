@@ -1,4 +1,4 @@
-"""Simulated sellers: hidden reserve, deadline and strategy, drawn per episode from a seeded generator.
+"""Simulated sellers: hidden reserve, deadline and strategy, drawn per episode from a seeded rng.
 
 Every seller answers the buyer's counter-offer with the same rule (accept when the offer reaches
 both its reserve and the ask it was about to make, "AC_next"); strategies differ in the ask they
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ from haggler.negotiation import Action, NegotiationState
 
 @dataclass
 class SimulatedSeller(ABC):
-    """One episode's seller. `reserve` is hidden from the buyer; `deadline` counts seller replies."""
+    """One episode's seller. `reserve` is hidden from the buyer; `deadline` counts its replies."""
 
     list_price: float
     reserve: float
@@ -67,7 +68,7 @@ class TimeBasedSeller(SimulatedSeller):
     """Standard deviation of multiplicative noise on each ask (noisy variants)."""
 
     def next_ask(self, state: NegotiationState, reply: int) -> float:
-        progress = min(1.0, reply / self.deadline) ** (1.0 / self.beta)
+        progress = float(min(1.0, reply / self.deadline) ** (1.0 / self.beta))
         ask = self.reserve + (self.opening - self.reserve) * (1.0 - progress)
         if self.noise:
             ask *= 1.0 + self.noise * float(self.rng.standard_normal())
@@ -121,7 +122,7 @@ class DeadlineReciprocalSeller(ReciprocalSeller):
     beta: float = 1.0
 
     def next_ask(self, state: NegotiationState, reply: int) -> float:
-        progress = min(1.0, reply / self.deadline) ** (1.0 / self.beta)
+        progress = float(min(1.0, reply / self.deadline) ** (1.0 / self.beta))
         by_time = self.reserve + (self.opening - self.reserve) * (1.0 - progress)
         return min(by_time, super().next_ask(state, reply))
 
@@ -130,7 +131,7 @@ class DeadlineReciprocalSeller(ReciprocalSeller):
 class TouchySeller(TimeBasedSeller):
     """A time-based seller that walks away from an insulting offer or a buyer that never moves."""
 
-    insult_ratio: float = 0.45
+    insult_ratio: float = 0.55
     """An offer below this share of the current ask is an insult."""
 
     def walks_away(self, state: NegotiationState) -> bool:
@@ -138,6 +139,9 @@ class TouchySeller(TimeBasedSeller):
         if bids[-1] < self.insult_ratio * state.last_ask:
             return True
         return len(bids) >= 3 and bids[-1] <= bids[-2] <= bids[-3]
+
+
+SellerFactory = Callable[[float, np.random.Generator], SimulatedSeller]
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
@@ -187,7 +191,7 @@ def _hardliner(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
     return HardLinerSeller(**common)  # type: ignore[arg-type]
 
 
-def _reciprocal(mode: str, factor: tuple[float, float]):  # type: ignore[no-untyped-def]
+def _reciprocal(mode: str, factor: tuple[float, float]) -> SellerFactory:
     def make(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
         common = _common(list_price, rng)
         common["deadline"] = int(rng.integers(10, 19))  # reciprocators are patient
@@ -213,14 +217,17 @@ def _deadline_reciprocal(list_price: float, rng: np.random.Generator) -> Simulat
 
 
 def _touchy(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
+    common = _common(list_price, rng)
+    # A fair-price seller: opens near list price and takes a lowball as an insult.
+    common["opening"] = max(list_price * _uniform(rng, 0.95, 1.08), float(common["reserve"]) * 1.05)  # type: ignore[arg-type]
     return TouchySeller(
-        **_common(list_price, rng),  # type: ignore[arg-type]
+        **common,  # type: ignore[arg-type]
         beta=_uniform(rng, 0.5, 2.0),
-        insult_ratio=_uniform(rng, 0.35, 0.5),
+        insult_ratio=_uniform(rng, 0.5, 0.65),
     )
 
 
-SELLER_FACTORIES = {
+SELLER_FACTORIES: dict[str, SellerFactory] = {
     "boulware": _boulware,
     "linear": _linear,
     "conceder": _conceder,

@@ -181,4 +181,3 @@ def _step_all(
         next_action_mask=next_masks,
         terminated=terminated,
     )
-
