@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import settings
+from hypothesis import strategies as st
 
 from haggler.config import DQNConfig
-from haggler.negotiation import NegotiationState, Terms, open_negotiation
+from haggler.negotiation import (
+    Action,
+    NegotiationState,
+    Party,
+    Terms,
+    apply_move,
+    open_negotiation,
+)
 
 # The first example of a test may import torch or build a network; a per-example deadline would
 # turn that one-off cost into a flaky failure, and the suite's total time is watched anyway.
@@ -40,7 +50,40 @@ def opened(
     return open_negotiation(terms, ask)
 
 
-@pytest.fixture
-def new_negotiation():  # type: ignore[no-untyped-def]
-    """Factory for freshly opened negotiations (list 100, limit 90, ask 120 unless told)."""
-    return opened
+def cents(value: float) -> float:
+    return max(0.01, math.floor(value * 100) / 100)
+
+
+@st.composite
+def states(draw: st.DrawFn, finished: bool = False) -> NegotiationState:
+    """A negotiation in progress with the buyer to move (or, if `finished`, possibly over)."""
+    list_price = round(draw(st.floats(0.5, 50_000)), 2)
+    limit = cents(list_price * draw(st.floats(0.05, 3.0)))
+    max_rounds = draw(st.integers(1, 20))
+    ask = cents(list_price * draw(st.floats(0.0, 3.0)))
+    state = open_negotiation(Terms(list_price, limit, max_rounds), ask)
+    for _ in range(draw(st.integers(0, max_rounds - 1))):
+        ceiling = min(limit, state.last_ask - 0.01)
+        if ceiling < 0.01:
+            break
+        bid = min(ceiling, cents(ceiling * draw(st.floats(0.0, 1.0))))
+        state = apply_move(state, Party.BUYER, Action.counter(bid))
+        # Sellers usually come down, but may also raise their ask.
+        new_ask = max(bid + 0.01, bid + draw(st.floats(0.0, 1.5)) * (state.last_ask - bid))
+        state = apply_move(state, Party.SELLER, Action.counter(round(new_ask + 0.004, 2)))
+    if finished:
+        ending = draw(st.sampled_from(["none", "accept", "walk", "seller_accept", "seller_walk"]))
+        bid = cents(min(limit, state.last_ask - 0.01))
+        if ending == "accept" and state.last_ask <= limit:
+            state = apply_move(state, Party.BUYER, Action.accept())
+        elif ending == "walk":
+            state = apply_move(state, Party.BUYER, Action.walk_away())
+        elif ending != "none" and bid < state.last_ask:
+            state = apply_move(state, Party.BUYER, Action.counter(bid))
+            # On the buyer's last round a seller counter is the deadline.
+            reply = {
+                "seller_accept": Action.accept(),
+                "seller_walk": Action.walk_away(),
+            }.get(ending, Action.counter(state.last_ask))
+            state = apply_move(state, Party.SELLER, reply)
+    return state

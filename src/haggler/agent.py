@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import os
 import tempfile
 from datetime import UTC, datetime
@@ -34,6 +35,9 @@ from haggler.features import (
     to_action,
 )
 from haggler.negotiation import Action, NegotiationState
+
+# TorchRL logs an INFO line on every buffer's first write, which would end up in CLI output.
+logging.getLogger("torchrl").setLevel(logging.WARNING)
 
 CHECKPOINT_FORMAT = "haggler-buyer-agent"
 CHECKPOINT_VERSION = 1

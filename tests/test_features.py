@@ -1,0 +1,138 @@
+"""Observations and the money behind each discrete move."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import opened, states
+from hypothesis import given
+from hypothesis import strategies as st
+
+from haggler.env import NegotiationEnv
+from haggler.features import (
+    ANCHOR_SHARE,
+    CONCESSION_SHARE,
+    N_MOVES,
+    OBSERVATION_NAMES,
+    OBSERVATION_SIZE,
+    BuyerMove,
+    counter_price,
+    legal_moves,
+    observe,
+    to_action,
+)
+from haggler.negotiation import Action, NegotiationState, Party, ProtocolError, apply_move
+
+COUNTER_MOVES = sorted(CONCESSION_SHARE, key=CONCESSION_SHARE.__getitem__)
+OBSERVATION_SPACE = NegotiationEnv().observation_space
+
+
+def test_the_observation_layout_is_named() -> None:
+    assert len(OBSERVATION_NAMES) == OBSERVATION_SIZE
+    assert len(set(OBSERVATION_NAMES)) == OBSERVATION_SIZE
+    assert OBSERVATION_SPACE.shape == (OBSERVATION_SIZE,)
+
+
+@given(states(finished=True))
+def test_observations_are_finite_float32_inside_the_observation_space(
+    state: NegotiationState,
+) -> None:
+    observation = observe(state)
+    assert observation.shape == (OBSERVATION_SIZE,)
+    assert observation.dtype == np.float32
+    assert np.isfinite(observation).all()
+    assert OBSERVATION_SPACE.contains(observation), dict(
+        zip(OBSERVATION_NAMES, observation.tolist(), strict=True)
+    )
+
+
+@given(states())
+def test_counter_prices_stay_within_the_limit_and_below_the_ask(state: NegotiationState) -> None:
+    legal = legal_moves(state)
+    for move in COUNTER_MOVES:
+        if not legal[move]:
+            continue
+        price = counter_price(state, move)
+        assert 0.01 <= price <= state.terms.buyer_limit
+        assert price < state.last_ask
+        assert round(price, 2) == price
+
+
+@given(states())
+def test_bigger_concessions_never_offer_less(state: NegotiationState) -> None:
+    if not legal_moves(state)[BuyerMove.HOLD]:
+        return
+    prices = [counter_price(state, move) for move in COUNTER_MOVES]
+    assert prices == sorted(prices)
+
+
+@given(states())
+def test_every_legal_move_is_a_move_the_protocol_accepts(state: NegotiationState) -> None:
+    legal = legal_moves(state)
+    assert legal.shape == (N_MOVES,)
+    assert legal.dtype == bool
+    assert legal[BuyerMove.WALK_AWAY]
+    assert legal[BuyerMove.ACCEPT] == (state.last_ask <= state.terms.buyer_limit)
+    for move in BuyerMove:
+        if legal[move]:
+            after = apply_move(state, Party.BUYER, to_action(state, move))
+            assert after.buyer_moves == state.buyer_moves + 1
+        else:
+            with pytest.raises(ProtocolError):
+                to_action(state, move)
+
+
+def test_accept_is_illegal_when_the_ask_is_above_the_limit() -> None:
+    state = opened(limit=90.0, ask=90.01)
+    assert not legal_moves(state)[BuyerMove.ACCEPT]
+    with pytest.raises(ProtocolError, match="ACCEPT"):
+        to_action(state, BuyerMove.ACCEPT)
+    assert legal_moves(opened(limit=90.0, ask=90.0))[BuyerMove.ACCEPT]
+
+
+def test_moves_map_to_the_protocols_actions() -> None:
+    state = opened(limit=150.0, ask=120.0)
+    assert to_action(state, BuyerMove.ACCEPT) == Action.accept()
+    assert to_action(state, int(BuyerMove.WALK_AWAY)) == Action.walk_away()
+    assert to_action(state, BuyerMove.HOLD).price == counter_price(state, BuyerMove.HOLD)
+
+
+def test_the_first_offer_opens_at_a_low_anchor() -> None:
+    state = opened(limit=90.0, ask=120.0)
+    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 90.0, 2)
+    state = opened(limit=150.0, ask=120.0)
+    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 120.0, 2)
+
+
+def test_later_offers_concede_a_share_of_the_gap_from_the_last_offer() -> None:
+    state = apply_move(opened(limit=90.0, ask=120.0), Party.BUYER, Action.counter(60.0))
+    state = apply_move(state, Party.SELLER, Action.counter(100.0))
+    assert counter_price(state, BuyerMove.HOLD) == 60.0
+    for move, share in CONCESSION_SHARE.items():
+        assert counter_price(state, move) == pytest.approx(min(90.0, 60.0 + share * 40.0), abs=0.01)
+
+
+def scaled_state(scale: float) -> NegotiationState:
+    state = opened(list_price=100.0 * scale, limit=90.0 * scale, ask=120.0 * scale)
+    for bid, ask in ((50.0, 115.0), (60.0, 108.0)):
+        state = apply_move(state, Party.BUYER, Action.counter(bid * scale))
+        state = apply_move(state, Party.SELLER, Action.counter(ask * scale))
+    return state
+
+
+def test_observations_do_not_depend_on_the_currency_scale() -> None:
+    # One network serves a 20-euro box of gloves and a 2,000-euro espresso machine alike.
+    small, large = observe(scaled_state(1.0)), observe(scaled_state(100.0))
+    np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-6)
+
+
+def test_observations_track_time_left() -> None:
+    names = list(OBSERVATION_NAMES)
+    state = opened(max_rounds=2)
+    first = observe(state)
+    state = apply_move(state, Party.BUYER, Action.counter(50.0))
+    state = apply_move(state, Party.SELLER, Action.counter(110.0))
+    second = observe(state)
+    assert second[names.index("rounds_left_share")] < first[names.index("rounds_left_share")]
+    assert first[names.index("is_last_move")] == 0.0
+    assert second[names.index("is_last_move")] == 1.0

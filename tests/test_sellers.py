@@ -1,0 +1,278 @@
+"""Simulated sellers: hidden reserve, strategies, determinism."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from haggler.catalogue import SEED_CATALOGUE
+from haggler.negotiation import (
+    Action,
+    Move,
+    NegotiationState,
+    Outcome,
+    Party,
+    Terms,
+    apply_move,
+    open_negotiation,
+)
+from haggler.sellers import (
+    ALL_STRATEGIES,
+    HELD_OUT_STRATEGIES,
+    TRAINING_STRATEGIES,
+    SimulatedSeller,
+    TouchySeller,
+    make_seller,
+)
+
+RECIPROCAL = ("tit_for_tat", "reciprocal_absolute", "reciprocal_relative", "reciprocal_steps")
+NOISELESS_TIME_BASED = ("boulware", "linear", "conceder")
+TIME_BASED = (*NOISELESS_TIME_BASED, "noisy_boulware", "noisy_linear")
+
+
+def seller_of(strategy: str, seed: int, list_price: float = 289.0) -> SimulatedSeller:
+    return make_seller(strategy, list_price, np.random.default_rng(seed))
+
+
+def cents_up(value: float) -> float:
+    return math.ceil(value * 100 - 1e-9) / 100
+
+
+def play_script(
+    seller: SimulatedSeller, terms: Terms, script: Sequence[tuple[str, float]]
+) -> NegotiationState:
+    """Play buyer moves from `script` against `seller`; every seller reply must be legal."""
+    state = open_negotiation(terms, seller.opening_ask())
+    for kind, fraction in script:
+        if state.is_over:
+            break
+        ceiling = min(terms.buyer_limit, state.last_ask - 0.01)
+        if kind == "accept" and state.last_ask <= terms.buyer_limit:
+            action = Action.accept()
+        elif kind == "walk" or ceiling < 0.01:
+            action = Action.walk_away()
+        elif kind == "hold" and state.last_bid is not None:
+            action = Action.counter(state.last_bid)
+        else:
+            action = Action.counter(max(0.01, math.floor(ceiling * fraction * 100) / 100))
+        state = apply_move(state, Party.BUYER, action)
+        if not state.is_over:
+            state = apply_move(state, Party.SELLER, seller.respond(state))
+    return state
+
+
+def play_fixed_bids(seller: SimulatedSeller, bids: Sequence[float]) -> NegotiationState:
+    terms = Terms(seller.list_price, seller.list_price, max_rounds=min(len(bids) + 1, 100))
+    state = open_negotiation(terms, seller.opening_ask())
+    for bid in bids:
+        if state.is_over:
+            break
+        state = apply_move(state, Party.BUYER, Action.counter(bid))
+        if not state.is_over:
+            state = apply_move(state, Party.SELLER, seller.respond(state))
+    return state
+
+
+SCRIPTS = st.lists(
+    st.tuples(
+        st.sampled_from(["counter", "counter", "counter", "hold", "hold", "accept", "walk"]),
+        st.floats(0.0, 1.0),
+    ),
+    min_size=1,
+    max_size=30,
+)
+LIST_PRICES = st.one_of(
+    st.sampled_from([product.list_price for product in SEED_CATALOGUE]),
+    st.floats(0.5, 100_000).map(lambda price: round(price, 2)),
+)
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+@settings(max_examples=60)
+@given(
+    seed=st.integers(0, 2**32),
+    list_price=LIST_PRICES,
+    limit_share=st.floats(0.3, 1.5),
+    max_rounds=st.integers(1, 30),
+    script=SCRIPTS,
+)
+def test_a_seller_never_asks_or_sells_below_its_reserve(
+    strategy: str,
+    seed: int,
+    list_price: float,
+    limit_share: float,
+    max_rounds: int,
+    script: list[tuple[str, float]],
+) -> None:
+    seller = seller_of(strategy, seed, list_price)
+    assert seller.opening_ask() >= seller.reserve
+    limit = max(0.01, round(list_price * limit_share, 2))
+    state = play_script(seller, Terms(list_price, limit, max_rounds), script)
+    seller_asks = [t.price for t in state.transcript if t.party is Party.SELLER and t.price]
+    assert all(ask >= seller.reserve for ask in seller_asks), (seller.reserve, seller_asks)
+    if state.deal_price is not None:
+        assert state.deal_price >= seller.reserve
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+def test_the_same_seed_gives_the_same_seller(strategy: str) -> None:
+    first, second = seller_of(strategy, 42), seller_of(strategy, 42)
+    assert (first.reserve, first.opening, first.deadline) == (
+        second.reserve,
+        second.opening,
+        second.deadline,
+    )
+    script = [("counter", f) for f in (0.3, 0.4, 0.5, 0.55, 0.6, 0.62, 0.64, 0.7, 0.8, 0.9)]
+    terms = Terms(289.0, 300.0, max_rounds=12)
+    assert play_script(first, terms, script) == play_script(second, terms, script)
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+def test_different_seeds_give_different_sellers(strategy: str) -> None:
+    reserves = {seller_of(strategy, seed).reserve for seed in range(10)}
+    assert len(reserves) == 10
+
+
+def test_each_seller_knows_its_strategy_and_hides_a_plausible_reserve() -> None:
+    for strategy in ALL_STRATEGIES:
+        for seed in range(20):
+            seller = seller_of(strategy, seed, list_price=100.0)
+            assert seller.strategy == strategy
+            assert 0 < seller.reserve < seller.opening_ask()
+            assert seller.deadline >= 1
+
+
+def test_an_unknown_strategy_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown seller strategy 'haggle_bot'") as error:
+        make_seller("haggle_bot", 100.0, np.random.default_rng(0))
+    for strategy in ALL_STRATEGIES:
+        assert strategy in str(error.value)
+
+
+def test_held_out_strategies_are_never_trained_on() -> None:
+    assert HELD_OUT_STRATEGIES
+    assert not set(HELD_OUT_STRATEGIES) & set(TRAINING_STRATEGIES)
+    assert set(HELD_OUT_STRATEGIES) | set(TRAINING_STRATEGIES) == set(ALL_STRATEGIES)
+    assert len(set(ALL_STRATEGIES)) == len(ALL_STRATEGIES)
+
+
+# -- reciprocal sellers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", RECIPROCAL)
+@pytest.mark.parametrize("seed", range(5))
+def test_a_reciprocal_seller_concedes_nothing_while_the_buyer_holds(strategy: str, seed: int) -> None:
+    seller = seller_of(strategy, seed)
+    low = round(0.3 * seller.list_price, 2)  # below every reserve: the seller never accepts it
+    state = play_fixed_bids(seller, [low] * 40)
+    goodwill, *later = state.asks[1:]
+    assert goodwill <= state.asks[0]
+    assert later, "the seller should have answered more than once"
+    assert all(ask == goodwill for ask in later), state.asks
+    assert state.outcome is Outcome.SELLER_WALKED
+    assert len(state.asks) == seller.deadline + 1
+
+
+def test_tit_for_tat_matches_the_buyers_concession() -> None:
+    seller = seller_of("tit_for_tat", 3)
+    state = play_fixed_bids(seller, [100.0, 100.0, 110.0])
+    assert not state.is_over
+    assert state.asks[-2] - state.asks[-1] == pytest.approx(10.0, abs=0.011)
+
+
+# -- other strategies -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_touchy_seller_walks_away_from_an_insulting_offer(seed: int) -> None:
+    seller = seller_of("touchy", seed)
+    ask = seller.opening_ask()
+    start = open_negotiation(Terms(seller.list_price, ask), ask)
+
+    def reply_to(bid: float) -> Move:
+        return seller.respond(apply_move(start, Party.BUYER, Action.counter(bid))).move
+
+    assert isinstance(seller, TouchySeller)
+    assert reply_to(round(0.5 * seller.insult_ratio * ask, 2)) is Move.WALK_AWAY
+    assert reply_to(round(min(0.99, seller.insult_ratio + 0.05) * ask, 2)) is not Move.WALK_AWAY
+
+
+def touchy(**kwargs: float) -> TouchySeller:
+    values = {"list_price": 100.0, "reserve": 80.0, "opening": 120.0, "deadline": 10} | kwargs
+    return TouchySeller(**values, rng=np.random.default_rng(0), beta=1.0, insult_ratio=0.45)  # type: ignore[arg-type]
+
+
+def test_a_touchy_seller_leaves_a_buyer_that_never_moves() -> None:
+    stalled = play_fixed_bids(touchy(), [70.0, 70.0, 70.0])
+    assert stalled.outcome is Outcome.SELLER_WALKED
+    assert len(stalled.bids) == 3
+    moving = play_fixed_bids(touchy(), [60.0, 65.0, 70.0])
+    assert not moving.is_over
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_hardliner_never_moves_and_leaves_after_its_deadline(seed: int) -> None:
+    seller = seller_of("hardliner", seed)
+    low = round(0.3 * seller.list_price, 2)
+    state = play_fixed_bids(seller, [low] * 40)
+    assert set(state.asks) == {seller.opening_ask()}
+    assert len(state.asks) == seller.deadline + 1
+    assert state.outcome is Outcome.SELLER_WALKED
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_hardliner_takes_its_reserve_once_its_deadline_has_passed(seed: int) -> None:
+    seller = seller_of("hardliner", seed)
+    low = round(0.3 * seller.list_price, 2)
+    state = play_fixed_bids(seller, [low] * seller.deadline + [cents_up(seller.reserve)])
+    assert state.outcome is Outcome.DEAL
+    assert state.deal_price == cents_up(seller.reserve)
+
+
+@pytest.mark.parametrize("strategy", NOISELESS_TIME_BASED)
+@pytest.mark.parametrize("seed", range(5))
+def test_a_time_based_seller_reaches_its_reserve_at_its_deadline(strategy: str, seed: int) -> None:
+    seller = seller_of(strategy, seed)
+    low = round(0.3 * seller.list_price, 2)
+    state = play_fixed_bids(seller, [low] * 40)
+    asks = state.asks
+    assert all(a >= b for a, b in zip(asks, asks[1:], strict=False)), asks
+    assert asks[seller.deadline] == cents_up(seller.reserve)
+    assert state.outcome is Outcome.SELLER_WALKED
+
+
+@pytest.mark.parametrize("strategy", TIME_BASED)
+@pytest.mark.parametrize("seed", range(5))
+def test_a_time_based_seller_takes_its_reserve_once_its_deadline_is_reached(
+    strategy: str, seed: int
+) -> None:
+    seller = seller_of(strategy, seed)
+    reserve = cents_up(seller.reserve)
+    state = play_fixed_bids(seller, [round(0.3 * seller.list_price, 2)] * seller.deadline)
+    assert not state.is_over
+    if state.last_ask > reserve:
+        state = apply_move(state, Party.BUYER, Action.counter(reserve))
+        state = apply_move(state, Party.SELLER, seller.respond(state))
+    else:
+        state = apply_move(state, Party.BUYER, Action.accept())
+    assert state.outcome is Outcome.DEAL
+    assert state.deal_price == reserve
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_boulware_holds_firm_and_conceders_give_way_early(seed: int) -> None:
+    def conceded_at_half_time(strategy: str) -> float:
+        seller = seller_of(strategy, seed)
+        state = play_fixed_bids(seller, [round(0.3 * seller.list_price, 2)] * 40)
+        half = state.asks[seller.deadline // 2]
+        return (state.asks[0] - half) / (state.asks[0] - seller.reserve)
+
+    boulware = conceded_at_half_time("boulware")
+    linear = conceded_at_half_time("linear")
+    conceder = conceded_at_half_time("conceder")
+    assert boulware < 0.25 < linear <= 0.51 < conceder
