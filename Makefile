@@ -35,8 +35,8 @@ bench-latency: setup
 # Three starter-sized trainings (seeds 0-2), then all of them against every baseline on the same
 # held-out negotiations: per-model tables and the mean and spread across seeds (~10 minutes).
 BENCH_DIR ?= models/bench
-BENCH_SECONDS ?= 150
-BENCH_EPISODES ?= 5000
+BENCH_SECONDS ?= 300
+BENCH_EPISODES ?= 11000
 bench-agent: setup
 	for seed in 0 1 2; do \
 		$(BIN)/haggler train --quiet --seed $$seed --seconds $(BENCH_SECONDS) --model $(BENCH_DIR)/seed$$seed.pth || exit 1; \

@@ -90,7 +90,7 @@ def train(
     from tqdm import tqdm
 
     from haggler.agent import BuyerAgent
-    from haggler.training import PretrainConfig, PretrainProgress, pretrain
+    from haggler.training import PretrainConfig, PretrainProgress, budget_used, pretrain
 
     torch.set_num_threads(1)
     if seconds is None and env_steps is None:
@@ -107,12 +107,7 @@ def train(
     )
 
     def report(progress: PretrainProgress) -> None:
-        shares = []
-        if config.seconds is not None:
-            shares.append(progress.seconds / config.seconds)
-        if config.env_steps is not None:
-            shares.append(progress.env_steps / config.env_steps)
-        bar.update(min(total, int(max(shares) * total)) - bar.n)
+        bar.update(min(total, int(budget_used(config, progress) * total)) - bar.n)
         bar.set_postfix_str(
             f"negotiations={progress.episodes} updates={progress.gradient_steps} "
             f"eps={progress.epsilon:.2f} return={progress.mean_return:.3f} "

@@ -49,5 +49,5 @@ class Settings(BaseSettings):
     save_interval: int = Field(10, ge=1, description="Negotiations between checkpoints.")
     keep_checkpoints: int = Field(10, ge=1, description="Checkpoints kept on disk.")
     starter_train_seconds: float = Field(
-        150.0, gt=0, description="Time budget for the starter model trained when none exists."
+        170.0, gt=0, description="Time budget for the starter model trained when none exists."
     )

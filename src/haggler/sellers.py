@@ -41,6 +41,8 @@ class SimulatedSeller(ABC):
             return Action.walk_away()
         if reply > self.deadline:
             return Action.accept() if bid >= self.reserve else Action.walk_away()
+        if self.refuses_to_move(state):
+            return Action.counter(state.last_ask)
         # Rounded up to the cent: a seller never asks below its reserve, not even by rounding.
         ask = math.ceil(max(self.reserve, self.next_ask(state, reply)) * 100 - 1e-9) / 100
         if bid >= self.reserve and bid >= ask:
@@ -49,6 +51,10 @@ class SimulatedSeller(ABC):
 
     def walks_away(self, state: NegotiationState) -> bool:
         """Whether the buyer's last move made this seller leave (most sellers never do)."""
+        return False
+
+    def refuses_to_move(self, state: NegotiationState) -> bool:
+        """Whether this seller answers the buyer's last move by repeating its ask."""
         return False
 
     @abstractmethod
@@ -129,16 +135,29 @@ class DeadlineReciprocalSeller(ReciprocalSeller):
 
 @dataclass
 class TouchySeller(TimeBasedSeller):
-    """A time-based seller that walks away from an insulting offer or a buyer that never moves."""
+    """A time-based seller that walks away from insulting offers or a buyer that never moves.
+
+    The first insult gets a warning, as it would at a market stall: the seller repeats its ask
+    instead of conceding. The second one, or a buyer that holds its offer twice, ends it.
+    """
 
     insult_ratio: float = 0.55
-    """An offer below this share of the current ask is an insult."""
+    """An offer below this share of the seller's ask at the time is an insult."""
+
+    def _insults(self, state: NegotiationState) -> int:
+        # The ask a bid answered is the one just before it: asks[i] for bids[i].
+        return sum(
+            bid < self.insult_ratio * ask for bid, ask in zip(state.bids, state.asks, strict=False)
+        )
 
     def walks_away(self, state: NegotiationState) -> bool:
         bids = state.bids
-        if bids[-1] < self.insult_ratio * state.last_ask:
+        if self._insults(state) >= 2:
             return True
         return len(bids) >= 3 and bids[-1] <= bids[-2] <= bids[-3]
+
+    def refuses_to_move(self, state: NegotiationState) -> bool:
+        return state.bids[-1] < self.insult_ratio * state.last_ask
 
 
 SellerFactory = Callable[[float, np.random.Generator], SimulatedSeller]

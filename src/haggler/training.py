@@ -81,7 +81,7 @@ def pretrain(
 
     while True:
         progress.seconds = time.perf_counter() - started
-        used = _budget_used(config, progress)
+        used = budget_used(config, progress)
         if used >= 1.0:
             break
         decay = min(1.0, used / config.epsilon_decay_share)
@@ -108,7 +108,8 @@ def pretrain(
     return progress
 
 
-def _budget_used(config: PretrainConfig, progress: PretrainProgress) -> float:
+def budget_used(config: PretrainConfig, progress: PretrainProgress) -> float:
+    """Share of the budget spent so far (1.0 or more: done)."""
     shares = []
     if config.seconds is not None:
         shares.append(progress.seconds / config.seconds)
