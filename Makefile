@@ -32,8 +32,8 @@ bench: bench-latency bench-agent
 bench-latency: setup
 	$(BIN)/haggler bench-latency
 
-# Three starter-sized trainings (seeds 0-2), then all of them against every baseline on the same
-# held-out negotiations: per-model tables and the mean and spread across seeds (~10 minutes).
+# Three 5-minute trainings (seeds 0-2), then all of them against every baseline on the same
+# held-out negotiations: per-model tables and the mean and spread across seeds (~20 minutes).
 BENCH_DIR ?= models/bench
 BENCH_SECONDS ?= 300
 BENCH_EPISODES ?= 11000

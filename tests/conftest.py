@@ -1,10 +1,11 @@
-"""Shared fixtures for the haggler test suite."""
+"""Shared fixtures and helpers (imported as `conftest`) for the haggler test suite."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 from hypothesis import settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,10 @@ from haggler.negotiation import (
 # turn that one-off cost into a flaky failure, and the suite's total time is watched anyway.
 settings.register_profile("haggler", deadline=None, print_blob=True)
 settings.load_profile("haggler")
+
+# The networks under test are tiny; with one intra-op thread per process (as the CLI uses) a
+# gradient step takes ~1 ms, while two OpenMP threads on a busy 2-core machine took ~90 ms.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -46,7 +51,9 @@ def opened(
     quantity: int = 1,
 ) -> NegotiationState:
     """A negotiation just opened by the seller's ask; the buyer moves next."""
-    terms = Terms(list_price=list_price, buyer_limit=limit, max_rounds=max_rounds, quantity=quantity)
+    terms = Terms(
+        list_price=list_price, buyer_limit=limit, max_rounds=max_rounds, quantity=quantity
+    )
     return open_negotiation(terms, ask)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import opened, states
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import opened, states
 from haggler.baselines import BASELINES, AcceptFirstBuyer, TimeBasedBuyer
 from haggler.negotiation import (
     Action,

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import opened, states
 from hypothesis import given
-from hypothesis import strategies as st
 
+from conftest import opened, states
 from haggler.env import NegotiationEnv
 from haggler.features import (
     ANCHOR_SHARE,

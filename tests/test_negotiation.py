@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 
 import pytest
-from conftest import opened
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import opened
 from haggler.negotiation import (
     MAX_PRICE,
     Action,
@@ -261,20 +262,23 @@ def test_a_one_round_negotiation_ends_at_the_first_seller_counter() -> None:
     assert state.outcome is Outcome.DEADLINE
 
 
-def ended_states() -> list[NegotiationState]:
+def ended_states() -> dict[str, NegotiationState]:
     start = opened(limit=130.0)
     countered = buyer(start, Action.counter(60.0))
-    deadline = seller(buyer(opened(max_rounds=1), Action.counter(60.0)), Action.counter(110.0))
-    return [
-        buyer(start, Action.accept()),
-        buyer(start, Action.walk_away()),
-        seller(countered, Action.accept()),
-        seller(countered, Action.walk_away()),
-        deadline,
-    ]
+    one_round = buyer(opened(max_rounds=1), Action.counter(60.0))
+    return {
+        "buyer accepted": buyer(start, Action.accept()),
+        "buyer walked": buyer(start, Action.walk_away()),
+        "seller accepted": seller(countered, Action.accept()),
+        "seller walked": seller(countered, Action.walk_away()),
+        "deadline": seller(one_round, Action.counter(110.0)),
+    }
 
 
-@pytest.mark.parametrize("state", ended_states(), ids=lambda s: s.outcome.value)
+ENDED = ended_states()
+
+
+@pytest.mark.parametrize("state", ENDED.values(), ids=ENDED.keys())
 def test_no_move_is_accepted_after_the_end(state: NegotiationState) -> None:
     assert state.is_over
     before = copy.deepcopy(state)
@@ -313,35 +317,43 @@ def test_a_rejected_move_leaves_the_state_unchanged() -> None:
 
 ODD_PRICES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
+    # integers beyond the float range have a test of their own, above
     st.integers(min_value=-(10**15), max_value=10**15),
     st.sampled_from(
-        [0, 0.0, -0.0, 0.004, 0.005, 0.01, MAX_PRICE, MAX_PRICE + 0.01, 1e308, -1e308]
-        + [math.nan, math.inf, -math.inf]
+        [0, 0.0, -0.0, 0.004, 0.005, 0.01, MAX_PRICE, MAX_PRICE + 0.01, 1e308, -1e308, math.nan]
     ),
+    st.sampled_from([math.inf, -math.inf]),
     st.text(max_size=4),
     st.none(),
     st.booleans(),
 )
 RELATIVE_PRICES = st.tuples(st.sampled_from(["limit", "ask", "bid"]), st.floats(0.0, 2.0))
+# "open": a point of the range the rules allow the mover; 0 and 1 are its ends, legal or not.
+OPEN_PRICES = st.tuples(
+    st.just("open"), st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
+)
 MOVES = st.tuples(
-    st.sampled_from(list(Party)),
-    st.sampled_from(list(Move)),
-    st.one_of(RELATIVE_PRICES, RELATIVE_PRICES, ODD_PRICES),
+    # mostly whoever is to move, so that negotiations get somewhere; sometimes out of turn
+    st.sampled_from(["to_move"] * 4 + [Party.BUYER, Party.SELLER]),
+    st.sampled_from([Move.COUNTER] * 28 + [Move.ACCEPT, Move.WALK_AWAY]),
+    st.one_of(OPEN_PRICES, OPEN_PRICES, RELATIVE_PRICES, ODD_PRICES),
 )
 POSITIVE = st.floats(min_value=0.01, max_value=1e6)
 
 
-def resolve(price: object, state: NegotiationState) -> object:
-    """A relative price ("limit", 0.9) is 0.9 x the current limit; anything else is as drawn."""
-    if isinstance(price, tuple):
-        base, factor = price
-        reference = {
-            "limit": state.terms.buyer_limit,
-            "ask": state.last_ask,
-            "bid": state.last_bid if state.last_bid is not None else state.last_ask,
-        }[base]
-        return reference * factor
-    return price
+def resolve(price: object, state: NegotiationState, party: Party) -> object:
+    """Turn a relative price spec into a price in the current state; anything else is as drawn."""
+    if not isinstance(price, tuple):
+        return price
+    base, factor = price
+    ask, bid, limit = state.last_ask, state.last_bid, state.terms.buyer_limit
+    if base == "open":  # factors 0 and 1 are the boundaries, legal or not
+        if party is Party.BUYER:
+            return factor * min(limit, ask)
+        low = bid if bid is not None else ask
+        return low + factor * low
+    reference = {"limit": limit, "ask": ask, "bid": bid if bid is not None else ask}[base]
+    return reference * factor
 
 
 def assert_rules_hold(state: NegotiationState) -> None:
@@ -352,9 +364,16 @@ def assert_rules_hold(state: NegotiationState) -> None:
             assert 0 < turn.price <= MAX_PRICE
             assert round(turn.price, 2) == turn.price
     assert all(bid <= terms.buyer_limit for bid in state.bids)
+    for previous, turn in itertools.pairwise(state.transcript):
+        if turn.move is Move.COUNTER and previous.move is Move.COUNTER:
+            assert turn.price is not None and previous.price is not None
+            if turn.party is Party.BUYER:
+                assert turn.price < previous.price, "a buyer counter at or above the ask"
+            else:
+                assert turn.price > previous.price, "a seller counter at or below the offer"
     parties = [turn.party for turn in state.transcript]
     assert parties[0] is Party.SELLER
-    assert all(a is not b for a, b in zip(parties, parties[1:], strict=False))
+    assert all(a is not b for a, b in itertools.pairwise(parties))
     assert state.buyer_moves <= terms.max_rounds
     assert (state.outcome is Outcome.DEAL) == (state.deal_price is not None)
     if state.deal_price is not None:
@@ -366,23 +385,31 @@ def assert_rules_hold(state: NegotiationState) -> None:
     assert -1.0 <= step_reward(state) <= 1.0
 
 
+@settings(max_examples=200)
 @given(
     list_price=POSITIVE,
     limit=POSITIVE,
-    ask=POSITIVE,
+    ask_over_limit=st.one_of(st.floats(0.2, 3.0), st.floats(1e-6, 1e6)),
     max_rounds=st.integers(1, 12),
-    moves=st.lists(MOVES, max_size=40),
+    moves=st.lists(MOVES, min_size=20, max_size=60),
+    penalty=st.floats(0.0, 5.0),
+    round_cost=st.floats(-5.0, 5.0),
 )
 def test_no_sequence_of_moves_breaks_the_rules(
     list_price: float,
     limit: float,
-    ask: float,
+    ask_over_limit: float,
     max_rounds: int,
-    moves: list[tuple[Party, Move, object]],
+    moves: list[tuple[Party | str, Move, object]],
+    penalty: float,
+    round_cost: float,
 ) -> None:
-    state = open_negotiation(Terms(list_price, limit, max_rounds), ask)
-    for party, move, price in moves:
-        action = Action(move, resolve(price, state))  # type: ignore[arg-type]
+    config = RewardConfig(no_deal_penalty=penalty, round_cost=round_cost)
+    terms = Terms(list_price, limit, max_rounds)
+    state = open_negotiation(terms, min(1e6, max(0.01, terms.buyer_limit * ask_over_limit)))
+    for who, move, price in moves:
+        party = who if isinstance(who, Party) else (state.to_move or Party.BUYER)
+        action = Action(move, resolve(price, state, party))  # type: ignore[arg-type]
         before = copy.deepcopy(state)
         try:
             after = apply_move(state, party, action)
@@ -394,6 +421,7 @@ def test_no_sequence_of_moves_breaks_the_rules(
         assert len(after.transcript) == len(state.transcript) + 1
         state = after
         assert_rules_hold(state)
+        assert -1.0 <= step_reward(state, config) <= 1.0
 
 
 # -- result -----------------------------------------------------------------------------------
@@ -458,7 +486,9 @@ def test_an_ongoing_negotiation_costs_one_round() -> None:
 def test_no_deal_is_penalised_only_when_a_deal_was_available() -> None:
     config = RewardConfig(no_deal_penalty=0.3, round_cost=0.01)
     # The seller once asked 95 against a limit of 100: walking away threw a deal away.
-    available = seller(buyer(opened(limit=100.0, ask=95.0), Action.counter(60.0)), Action.walk_away())
+    available = seller(
+        buyer(opened(limit=100.0, ask=95.0), Action.counter(60.0)), Action.walk_away()
+    )
     assert available.deal_was_available
     assert step_reward(available, config) == pytest.approx(-0.01 - 0.3)
     # The seller never came within the limit: nothing was lost by ending without a deal.

@@ -14,7 +14,14 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
-from haggler.scenarios import MAX_ROUNDS_RANGE, Played, Scenario, draw_scenario, play, scenario_suite
+from haggler.scenarios import (
+    MAX_ROUNDS_RANGE,
+    Played,
+    Scenario,
+    draw_scenario,
+    play,
+    scenario_suite,
+)
 from haggler.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
 
 CHAIR = SEED_CATALOGUE[0]

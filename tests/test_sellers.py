@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -166,7 +167,9 @@ def test_held_out_strategies_are_never_trained_on() -> None:
 
 @pytest.mark.parametrize("strategy", RECIPROCAL)
 @pytest.mark.parametrize("seed", range(5))
-def test_a_reciprocal_seller_concedes_nothing_while_the_buyer_holds(strategy: str, seed: int) -> None:
+def test_a_reciprocal_seller_concedes_nothing_while_the_buyer_holds(
+    strategy: str, seed: int
+) -> None:
     seller = seller_of(strategy, seed)
     low = round(0.3 * seller.list_price, 2)  # below every reserve: the seller never accepts it
     state = play_fixed_bids(seller, [low] * 40)
@@ -189,17 +192,34 @@ def test_tit_for_tat_matches_the_buyers_concession() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_a_touchy_seller_walks_away_from_an_insulting_offer(seed: int) -> None:
+def test_a_touchy_seller_concedes_nothing_to_an_insult_and_leaves_a_repeat_offender(
+    seed: int,
+) -> None:
     seller = seller_of("touchy", seed)
-    ask = seller.opening_ask()
-    start = open_negotiation(Terms(seller.list_price, ask), ask)
-
-    def reply_to(bid: float) -> Move:
-        return seller.respond(apply_move(start, Party.BUYER, Action.counter(bid))).move
-
     assert isinstance(seller, TouchySeller)
-    assert reply_to(round(0.5 * seller.insult_ratio * ask, 2)) is Move.WALK_AWAY
-    assert reply_to(round(min(0.99, seller.insult_ratio + 0.05) * ask, 2)) is not Move.WALK_AWAY
+    ask = seller.opening_ask()
+    insult = round(0.5 * seller.insult_ratio * ask, 2)
+    state = open_negotiation(Terms(seller.list_price, ask), ask)
+    state = apply_move(state, Party.BUYER, Action.counter(insult))
+    reply = seller.respond(state)
+    assert reply.move is not Move.ACCEPT
+    if reply.move is Move.COUNTER:  # a warning: the same ask again, no concession
+        assert reply.price == ask
+        state = apply_move(state, Party.SELLER, reply)
+        state = apply_move(state, Party.BUYER, Action.counter(round(insult + 0.05, 2)))
+        reply = seller.respond(state)
+    assert reply.move is Move.WALK_AWAY
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_touchy_seller_haggles_over_a_fair_offer(seed: int) -> None:
+    seller = seller_of("touchy", seed)
+    assert isinstance(seller, TouchySeller)
+    ask = seller.opening_ask()
+    fair = round(min(0.99, seller.insult_ratio + 0.05) * ask, 2)
+    state = open_negotiation(Terms(seller.list_price, ask), ask)
+    reply = seller.respond(apply_move(state, Party.BUYER, Action.counter(fair)))
+    assert reply.move is Move.ACCEPT or (reply.move is Move.COUNTER and reply.price < ask)
 
 
 def touchy(**kwargs: float) -> TouchySeller:
@@ -241,7 +261,7 @@ def test_a_time_based_seller_reaches_its_reserve_at_its_deadline(strategy: str, 
     low = round(0.3 * seller.list_price, 2)
     state = play_fixed_bids(seller, [low] * 40)
     asks = state.asks
-    assert all(a >= b for a, b in zip(asks, asks[1:], strict=False)), asks
+    assert all(a >= b for a, b in itertools.pairwise(asks)), asks
     assert asks[seller.deadline] == cents_up(seller.reserve)
     assert state.outcome is Outcome.SELLER_WALKED
 

@@ -1,6 +1,6 @@
 """The buyer agent: a double deep Q-network over the discrete moves of `features.BuyerMove`.
 
-The replay buffer (uniform or prioritised) is TorchRL's; the update is written out like CleanRL's
+The replay buffer is TorchRL's; the update is written out like CleanRL's
 DQN with torch's Huber loss (TorchRL's `DQNLoss` computes the same but took 2.8 ms a step against
 1.3 ms here, which halves the updates a 3-minute pretraining can afford). Acting reads an
 immutable numpy snapshot of the online network, so a decision costs a few microseconds and
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDict
-from torchrl.data import LazyTensorStorage, PrioritizedSampler, TensorDictReplayBuffer
+from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from haggler.config import DQNConfig
 from haggler.features import (
@@ -138,15 +138,9 @@ class BuyerAgent:
 
     def _new_replay_buffer(self) -> TensorDictReplayBuffer:
         capacity = self.config.buffer_size
-        sampler = (
-            PrioritizedSampler(max_capacity=capacity, alpha=0.6, beta=0.4)
-            if self.config.prioritized
-            else None
-        )
         generator = torch.Generator().manual_seed(self.config.seed)
         buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(capacity),
-            sampler=sampler,
             batch_size=self.config.batch_size,
         )
         buffer.set_rng(generator)
@@ -228,17 +222,10 @@ class BuyerAgent:
             td_target = rewards + self.config.gamma * target_max * not_terminated  # (B,)
 
         q_values = self.q_network(observations).gather(1, moves.unsqueeze(1)).squeeze(1)  # (B,)
-        elementwise = F.smooth_l1_loss(q_values, td_target, reduction="none")  # Huber, (B,)
-        if self.config.prioritized:
-            # Importance-sampling weights correct the bias of prioritised sampling.
-            loss = (elementwise * batch["_weight"]).mean()
-            priorities = (q_values - td_target).abs().detach() + 1e-6
-            self.replay_buffer.update_priority(batch["index"], priorities)
-        else:
-            loss = elementwise.mean()
+        loss = F.smooth_l1_loss(q_values, td_target)  # Huber
 
         self.optimizer.zero_grad()
-        loss.backward()
+        torch.autograd.backward(loss)
         torch.nn.utils.clip_grad_norm_(self.q_network.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.gradient_steps += 1
@@ -334,6 +321,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(descriptor, 0o644)  # mkstemp's 0600 would hide the model from other users
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()

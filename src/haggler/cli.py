@@ -226,7 +226,9 @@ def evaluate(
             f"{', '.join(evaluation.strategies)}"
         )
         click.echo(format_evaluation(evaluation, title) + "\n")
-    for path, evaluation in zip(paths, results.get("held_out", []), strict=True):
+    for path, evaluation in zip(paths, results.get("held_out", [None] * len(paths)), strict=True):
+        if evaluation is None:
+            break
         title = (
             f"Model {path}: {episodes} negotiations against the seller family kept out of "
             f"training ({', '.join(HELD_OUT_STRATEGIES)})"

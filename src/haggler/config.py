@@ -27,8 +27,6 @@ class DQNConfig:
     """Gradient steps between hard copies of the online network into the target network."""
     max_grad_norm: float = 10.0
     """Gradients are clipped to this global norm."""
-    prioritized: bool = False
-    """Sample transitions by TD error (Schaul et al. 2016) instead of uniformly."""
     seed: int = 0
     """Seeds the network's initial weights and the replay buffer's sampling."""
 

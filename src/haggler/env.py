@@ -2,7 +2,8 @@
 
 `gymnasium.make("haggler/Negotiation-v0")` once `haggler` is imported. Each step is one buyer move
 and the seller's answer. `info["action_mask"]` marks the legal moves; an illegal move (accepting an
-ask above the limit, which the service refuses) is played as HOLD and flagged in `info`.
+ask above the limit, which the service refuses) is played as HOLD (or, if
+that is not possible either, as a walk-away) and flagged in `info`.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
         move = BuyerMove(int(action))
         illegal = not legal_moves(self.state)[move]
         if illegal:
-            move = BuyerMove.HOLD
+            legal = legal_moves(self.state)
+            move = BuyerMove.HOLD if legal[BuyerMove.HOLD] else BuyerMove.WALK_AWAY
         state = apply_move(self.state, Party.BUYER, to_action(self.state, move))
         if not state.is_over:
             state = apply_move(state, Party.SELLER, self.seller.respond(state))

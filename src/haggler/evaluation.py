@@ -27,8 +27,16 @@ class Estimate:
     ci_low: float
     ci_high: float
 
-    def as_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high}
+    def as_dict(self) -> dict[str, float | None]:
+        """JSON-ready: an undefined figure (no data) is None, not NaN, which JSON does not have."""
+        return {
+            key: None if math.isnan(value) else value
+            for key, value in (
+                ("mean", self.mean),
+                ("ci_low", self.ci_low),
+                ("ci_high", self.ci_high),
+            )
+        }
 
     def __str__(self) -> str:
         return f"{self.mean:.3f} [{self.ci_low:.3f}, {self.ci_high:.3f}]"

@@ -46,9 +46,13 @@ def money(value: float) -> float:
     """Return `value` as a price rounded to cents; refuse anything not positive, finite and sane."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ProtocolError(f"a price must be a number, got {value!r}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise ProtocolError(f"a price must be at most {MAX_PRICE:,.0f}") from None
+    if not math.isfinite(number):
         raise ProtocolError(f"a price must be finite, got {value}")
-    rounded = round(float(value), 2)
+    rounded = round(number, 2)
     if rounded <= 0:
         raise ProtocolError(f"a price must be positive, got {value}")
     if rounded > MAX_PRICE:

@@ -1,0 +1,360 @@
+"""The `haggler` command: train, evaluate, negotiate, bench-latency, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+
+from haggler.agent import BuyerAgent
+from haggler.catalogue import SEED_CATALOGUE
+from haggler.cli import cli, main
+from haggler.config import Settings
+from haggler.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+
+HAGGLER = Path(sys.executable).with_name("haggler")
+SETTING_NAMES = [name.upper() for name in Settings.model_fields]
+
+
+def clean_environ() -> dict[str, str]:
+    """The environment without any haggler setting, so only what a test sets applies."""
+    return {key: value for key, value in os.environ.items() if key not in SETTING_NAMES}
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run each test in an empty folder (no stray `.env`) without haggler settings set."""
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def invoke(*args: str) -> Result:
+    """Run a command in-process through click's test runner (stdout and stderr apart)."""
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def run_main(
+    args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """Run the real entry point in-process, as `haggler ARGS` would."""
+    monkeypatch.setattr(sys, "argv", ["haggler", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, out: str, err: str, *mentions: str) -> None:
+    assert code != 0
+    assert out == ""
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("haggler: error: ")
+    for mention in mentions:
+        assert mention in lines[0]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A model trained once by `haggler train`, and files that are not models."""
+    folder = tmp_path_factory.mktemp("cli")
+    model = folder / "models" / "x.pth"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        for name in SETTING_NAMES:
+            patch.delenv(name, raising=False)
+        result = invoke(
+            "train", "--env-steps", "3000", "--quiet", "--seed", "0", "--model", str(model)
+        )
+    assert result.exit_code == 0, result.output
+    assert f"wrote {model}" in result.stdout
+    corrupt = folder / "corrupt.pth"
+    corrupt.write_bytes(bytes(range(256)) * 16)
+    not_a_checkpoint = folder / "weights.pth"
+    torch.save({"layer.weight": torch.zeros(2, 2)}, not_a_checkpoint)
+    return {
+        "model": model,
+        "corrupt": corrupt,
+        "not_a_checkpoint": not_a_checkpoint,
+        "missing": folder / "missing.pth",
+    }
+
+
+# -- train ------------------------------------------------------------------------------------
+
+
+def test_train_writes_a_loadable_model(files: dict[str, Path]) -> None:
+    agent = BuyerAgent.from_file(files["model"])
+    assert agent.metadata["trained_on"] == list(TRAINING_STRATEGIES)
+    assert agent.metadata["held_out"] == list(HELD_OUT_STRATEGIES)
+    assert agent.metadata["pretrain_env_steps"] >= 3000
+    assert sorted(p.name for p in files["model"].parent.iterdir()) == ["x.pth"]
+
+
+def test_train_if_missing_keeps_an_existing_model(files: dict[str, Path]) -> None:
+    before = files["model"].read_bytes()
+    result = invoke("train", "--if-missing", "--env-steps", "3000", "--model", str(files["model"]))
+    assert result.exit_code == 0
+    assert "not training" in result.stdout
+    assert files["model"].read_bytes() == before
+
+
+# -- evaluate ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evaluation_output(files: dict[str, Path]) -> str:
+    result = invoke("evaluate", "--model", str(files["model"]), "--episodes", "50", "--json")
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def assert_estimate(value: object) -> None:
+    assert isinstance(value, dict)
+    assert set(value) == {"mean", "ci_low", "ci_high"}
+
+
+def test_evaluate_json_has_the_documented_keys(evaluation_output: str) -> None:
+    data = json.loads(evaluation_output)
+    assert data["episodes"] == 50
+    for suite in (data, data["held_out"]):
+        for buyer in ("agent", "best_baseline", "type_oracle"):
+            assert_estimate(suite[buyer]["normalised_surplus"])
+            assert_estimate(suite[buyer]["agreement_rate_feasible"])
+        assert_estimate(suite["paired_test"]["surplus_diff"])
+        assert 0.0 <= suite["paired_test"]["p_value"] <= 1.0
+        surplus = suite["agent"]["normalised_surplus"]
+        assert 0.0 <= surplus["mean"] <= 1.0
+        assert surplus["ci_low"] <= surplus["mean"] <= surplus["ci_high"]
+    assert set(data["strategies"]) == set(TRAINING_STRATEGIES)
+    assert set(data["held_out"]["strategies"]) == set(HELD_OUT_STRATEGIES)
+
+
+def test_evaluate_json_is_standard_json(evaluation_output: str) -> None:
+    # NaN and Infinity are not JSON (RFC 8259): jq, JavaScript's JSON.parse and most other
+    # consumers reject the whole document. An undefined figure should be null.
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    json.loads(evaluation_output, parse_constant=refuse)
+
+
+def test_evaluate_on_chosen_strategies_skips_the_held_out_suite(files: dict[str, Path]) -> None:
+    result = invoke(
+        "evaluate", "--model", str(files["model"]), "--episodes", "20", "--json",
+        "--strategy", "linear", "--strategy", "hardliner", "--max-rounds", "5",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data["strategies"]) <= {"linear", "hardliner"}
+    assert "held_out" not in data
+
+
+def test_evaluate_reports_the_spread_over_several_models(files: dict[str, Path]) -> None:
+    model = str(files["model"])
+    result = invoke(
+        "evaluate", "--model", model, "--model", model, "--episodes", "20", "--json",
+        "--strategy", "linear",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["models"] == [model, model]
+    assert len(data["runs"]) == 2
+    # the same model twice: no spread at all
+    assert data["across_models"]["agent surplus"]["sd"] == 0.0
+
+
+def test_evaluate_prints_tables_by_default(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = str(files["model"])
+    args = ["evaluate", "--model", model, "--episodes", "20", "--strategy", "conceder"]
+    code, out, err = run_main(args, monkeypatch, capsys)
+    assert code == 0, err
+    assert err == ""
+    assert out.startswith(f"Model {model}: 20 held-out negotiations")
+    for name in ("agent", "accept_first", "type_oracle", "paired t-test"):
+        assert name in out
+
+
+# -- negotiate --------------------------------------------------------------------------------
+
+
+def test_negotiate_prints_a_transcript(files: dict[str, Path]) -> None:
+    result = invoke("negotiate", "--model", str(files["model"]), "--seller", "linear")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    product = SEED_CATALOGUE[0]
+    assert lines[0].startswith(f"{product.name}: list price {product.list_price:.2f}")
+    assert "seller 'linear'" in lines[0]
+    assert re.match(r"\s*round\s+0\s+seller\s+counter\s+\d+\.\d\d$", lines[1])
+    assert re.match(r"\s*round\s+1\s+buyer\s+", lines[2])
+    assert re.match(r"(Deal at \d+\.\d\d per unit|No deal \()", lines[-1])
+
+
+def test_negotiate_is_repeatable_and_follows_the_options(files: dict[str, Path]) -> None:
+    args = [
+        "negotiate", "--model", str(files["model"]), "--seller", "hardliner",
+        "--product", "hard hat, en 397", "--limit", "17.5", "--rounds", "3", "--seed", "4",
+    ]  # fmt: skip
+    first, second = invoke(*args), invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert first.stdout == second.stdout
+    assert first.stdout.startswith(
+        "Hard hat, EN 397: list price 18.40, buyer limit 17.50, 3 rounds"
+    )
+    rounds = [int(m) for m in re.findall(r"round\s+(\d+)", first.stdout)]
+    assert max(rounds) <= 3
+
+
+def test_negotiate_uses_model_path_from_the_environment(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_PATH", str(files["model"]))
+    result = invoke("negotiate")
+    assert result.exit_code == 0, result.output
+    assert "round  0" in result.stdout
+
+
+def test_negotiate_uses_model_path_from_a_dotenv_file(
+    files: dict[str, Path], isolated: Path
+) -> None:
+    (isolated / ".env").write_text(f"MODEL_PATH={files['model']}\n")
+    result = invoke("negotiate", "--seller", "conceder")
+    assert result.exit_code == 0, result.output
+    assert "seller 'conceder'" in result.stdout
+
+
+# -- bench-latency ----------------------------------------------------------------------------
+
+
+def test_bench_latency_prints_median_and_p99(files: dict[str, Path]) -> None:
+    result = invoke("bench-latency", "--model", str(files["model"]), "--calls", "200")
+    assert result.exit_code == 0, result.output
+    assert "200 calls" in result.stdout
+    figures = re.findall(r"median\s+([\d.]+) µs\s+p99\s+([\d.]+) µs", result.stdout)
+    assert len(figures) == 2
+    for median, p99 in figures:
+        assert 0 < float(median) <= float(p99)
+
+
+# -- errors: one line on stderr, a non-zero exit, no traceback --------------------------------
+
+
+BAD_INPUT = {
+    "unknown strategy": (
+        ["negotiate", "--seller", "haggle_bot", "--model", "{model}"],
+        "haggle_bot",
+    ),
+    "unknown strategy to evaluate": (
+        ["evaluate", "--strategy", "nope", "--model", "{model}"],
+        "nope",
+    ),
+    "negative episodes": (["evaluate", "--episodes", "-5", "--model", "{model}"], "-5"),
+    "zero episodes": (["evaluate", "--episodes", "0", "--model", "{model}"], "episodes"),
+    "missing model": (["evaluate", "--model", "{missing}"], "missing.pth"),
+    "model is a folder": (["negotiate", "--model", "{folder}"], "not found"),
+    "corrupt model": (["negotiate", "--model", "{corrupt}"], "corrupt.pth"),
+    "not a checkpoint": (["bench-latency", "--model", "{not_a_checkpoint}"], "weights.pth"),
+    "unknown product": (["negotiate", "--model", "{model}", "--product", "Flux capacitor"], "Flux"),
+    "zero limit": (["negotiate", "--model", "{model}", "--limit", "0"], "positive"),
+    "negative limit": (["negotiate", "--model", "{model}", "--limit", "-5"], "positive"),
+    "nan limit": (["negotiate", "--model", "{model}", "--limit", "nan"], "finite"),
+    "infinite limit": (["negotiate", "--model", "{model}", "--limit", "inf"], "finite"),
+    "text limit": (["negotiate", "--model", "{model}", "--limit", "cheap"], "cheap"),
+    "zero rounds": (["negotiate", "--model", "{model}", "--rounds", "0"], "rounds"),
+    "too few calls": (["bench-latency", "--model", "{model}", "--calls", "10"], "calls"),
+    "zero env steps": (["train", "--env-steps", "0", "--model", "{folder}/m.pth"], "env-steps"),
+    "unknown command": (["haggle"], "haggle"),
+}
+
+
+@pytest.mark.parametrize(("args", "mention"), BAD_INPUT.values(), ids=BAD_INPUT.keys())
+def test_bad_input_is_one_line_on_stderr(
+    args: list[str],
+    mention: str,
+    files: dict[str, Path],
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    paths = {name: str(path) for name, path in files.items()} | {"folder": str(isolated)}
+    code, out, err = run_main([arg.format(**paths) for arg in args], monkeypatch, capsys)
+    assert_one_line_error(code, out, err, mention)
+
+
+def test_a_model_that_cannot_be_written_is_one_line_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--env-steps", "8", "--quiet", "--model", "/dev/null/x.pth"]
+    code, out, err = run_main(args, monkeypatch, capsys)
+    assert_one_line_error(code, out, err, "/dev/null")
+
+
+def test_help_exits_cleanly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_main(["--help"], monkeypatch, capsys)
+    assert (code, err) == (0, "")
+    for command in ("train", "evaluate", "negotiate", "bench-latency"):
+        assert command in out
+
+
+# The real `haggler` executable, as a user's shell runs it. Each start imports torch (~3 s), so
+# a few representative cases run side by side instead of one after the other.
+SUBPROCESS_CASES = {
+    "unknown strategy": ["negotiate", "--seller", "haggle_bot", "--model", "{model}"],
+    "corrupt model": ["evaluate", "--episodes", "5", "--model", "{corrupt}"],
+    "non-positive limit": ["negotiate", "--model", "{model}", "--limit", "-1"],
+}
+
+
+@pytest.fixture(scope="module")
+def executable_runs(
+    files: dict[str, Path],
+) -> Iterator[dict[str, subprocess.CompletedProcess[str]]]:
+    paths = {name: str(path) for name, path in files.items()}
+    running = {
+        name: subprocess.Popen(
+            [str(HAGGLER), *(arg.format(**paths) for arg in args)],
+            cwd=files["model"].parent,
+            env=clean_environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in SUBPROCESS_CASES.items()
+    }
+    finished = {}
+    try:
+        for name, process in running.items():
+            out, err = process.communicate(timeout=180)
+            finished[name] = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+        yield finished
+    finally:
+        for process in running.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.parametrize("case", SUBPROCESS_CASES)
+def test_the_haggler_executable_reports_bad_input_in_one_line(
+    case: str, executable_runs: dict[str, subprocess.CompletedProcess[str]]
+) -> None:
+    run = executable_runs[case]
+    assert_one_line_error(run.returncode, run.stdout, run.stderr)

@@ -1,0 +1,99 @@
+"""Offline pretraining against simulated sellers, on tiny budgets."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from haggler.agent import BuyerAgent
+from haggler.config import DQNConfig
+from haggler.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+from haggler.training import (
+    EVALUATION_STREAM,
+    TRAINING_STREAM,
+    PretrainConfig,
+    PretrainProgress,
+    pretrain,
+    scenario_rng,
+)
+
+TINY = PretrainConfig(seconds=None, env_steps=3000, n_envs=8, learning_starts=500)
+OBSERVATIONS = np.linspace(0.0, 1.0, 17 * 4, dtype=np.float32).reshape(4, 17)
+
+
+@pytest.fixture
+def small_config() -> DQNConfig:
+    return DQNConfig(hidden_sizes=(64, 64), batch_size=64, buffer_size=10_000, seed=0)
+
+
+def test_pretrain_fills_the_buffer_takes_gradient_steps_and_reports(
+    small_config: DQNConfig,
+) -> None:
+    agent = BuyerAgent(small_config)
+    untrained = agent.q_values(OBSERVATIONS).copy()
+    reports: list[PretrainProgress] = []
+    progress = pretrain(agent, TINY, lambda p: reports.append(dataclasses.replace(p)))
+
+    assert progress.env_steps == 3000
+    assert agent.buffer_size == 3000
+    # gradient steps after every batch of 8 moves, from the batch that reaches 500 transitions on
+    expected_steps = ((3000 - 504) // 8 + 1) * TINY.gradient_steps_per_batch
+    assert progress.gradient_steps == agent.gradient_steps == expected_steps
+    assert np.isfinite(progress.loss)
+    assert progress.episodes > 3000 / 15  # negotiations last at most ~15 moves
+    assert np.isfinite(progress.mean_return)
+    assert -1.2 <= progress.mean_return <= 1.0
+    assert progress.epsilon == pytest.approx(TINY.epsilon_end)
+    assert progress.seconds > 0
+    assert reports, "progress is reported at least once"
+    assert reports[-1].env_steps == progress.env_steps
+    steps = [report.env_steps for report in reports]
+    assert steps == sorted(steps)
+    assert not np.allclose(agent.q_values(OBSERVATIONS), untrained), "the served model changed"
+
+
+def test_no_gradient_step_before_learning_starts(small_config: DQNConfig) -> None:
+    agent = BuyerAgent(small_config)
+    config = dataclasses.replace(TINY, env_steps=400, learning_starts=1000)
+    progress = pretrain(agent, config)
+    assert progress.gradient_steps == agent.gradient_steps == 0
+    assert np.isnan(progress.loss)
+    assert agent.buffer_size == 400
+
+
+def test_pretraining_is_reproducible_with_the_same_seeds(small_config: DQNConfig) -> None:
+    config = dataclasses.replace(TINY, env_steps=1200)
+    first, second = BuyerAgent(small_config), BuyerAgent(small_config)
+    pretrain(first, config)
+    pretrain(second, config)
+    np.testing.assert_array_equal(first.q_values(OBSERVATIONS), second.q_values(OBSERVATIONS))
+
+
+def test_a_wall_clock_budget_stops_training(small_config: DQNConfig) -> None:
+    agent = BuyerAgent(small_config)
+    started = time.perf_counter()
+    progress = pretrain(agent, PretrainConfig(seconds=0.5, n_envs=8, learning_starts=500))
+    assert progress.seconds >= 0.5
+    assert time.perf_counter() - started < 5.0
+    assert progress.env_steps > 0
+
+
+def test_pretraining_needs_a_budget(small_config: DQNConfig) -> None:
+    with pytest.raises(ValueError, match="budget"):
+        pretrain(BuyerAgent(small_config), PretrainConfig(seconds=None, env_steps=None))
+
+
+def test_pretraining_never_uses_the_held_out_sellers() -> None:
+    assert PretrainConfig().strategies == TRAINING_STRATEGIES
+    assert not set(PretrainConfig().strategies) & set(HELD_OUT_STRATEGIES)
+
+
+def test_training_and_evaluation_scenario_streams_differ() -> None:
+    training = scenario_rng(TRAINING_STREAM, 1).integers(2**62, size=8)
+    evaluation = scenario_rng(EVALUATION_STREAM, 1).integers(2**62, size=8)
+    assert not set(training.tolist()) & set(evaluation.tolist())
+    again = scenario_rng(TRAINING_STREAM, 1).integers(2**62, size=8)
+    np.testing.assert_array_equal(training, again)
