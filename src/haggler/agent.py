@@ -265,30 +265,39 @@ class BuyerAgent:
     def load_model(self, path: str | Path) -> None:
         """Restore the weights, optimiser state and metadata saved by `save_model` in place."""
         payload = read_checkpoint(path)
-        config = DQNConfig(
-            **{**payload["config"], "hidden_sizes": tuple(payload["config"]["hidden_sizes"])}
-        )
-        if config.hidden_sizes != self.config.hidden_sizes:
+        stored = _stored_config(path, payload)
+        if stored.hidden_sizes != self.config.hidden_sizes:
             raise ModelFileError(
-                f"{path}: network has hidden sizes {config.hidden_sizes}, "
+                f"{path}: network has hidden sizes {stored.hidden_sizes}, "
                 f"this agent {self.config.hidden_sizes}; use BuyerAgent.from_file"
             )
-        self.q_network.load_state_dict(payload["q_network"])
-        self.target_network.load_state_dict(payload["target_network"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.gradient_steps = int(payload["gradient_steps"])
-        self.metadata = dict(payload["metadata"])
+        try:
+            self.q_network.load_state_dict(payload["q_network"])
+            self.target_network.load_state_dict(payload["target_network"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.gradient_steps = int(payload["gradient_steps"])
+            self.metadata = dict(payload["metadata"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise ModelFileError(f"{path} is a damaged checkpoint ({error})") from None
         self.publish()
 
     @classmethod
     def from_file(cls, path: str | Path) -> BuyerAgent:
         """A new agent built from the configuration and weights stored in `path`."""
-        payload = read_checkpoint(path)
-        raw = dict(payload["config"])
-        raw["hidden_sizes"] = tuple(raw["hidden_sizes"])
-        agent = cls(DQNConfig(**raw))
+        agent = cls(_stored_config(path, read_checkpoint(path)))
         agent.load_model(path)
         return agent
+
+
+def _stored_config(path: str | Path, payload: dict[str, Any]) -> DQNConfig:
+    """The DQNConfig saved in a checkpoint; fields this version does not know are ignored."""
+    known = {f.name for f in dataclasses.fields(DQNConfig)}
+    try:
+        raw = {key: value for key, value in dict(payload["config"]).items() if key in known}
+        raw["hidden_sizes"] = tuple(int(width) for width in raw["hidden_sizes"])
+        return DQNConfig(**raw)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"{path} has no usable network configuration ({error})") from None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

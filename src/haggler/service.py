@@ -1,0 +1,166 @@
+"""The negotiation service in Python: the agent negotiates, logs every decision, and learns online.
+
+    service = NegotiationService("models/buyer_agent.pth", enable_training=True)
+    record = service.negotiate(product="Cordless drill 18 V", buyer_limit=130, seller="linear")
+    service.close()
+
+Runs negotiations and trains exactly as the HTTP service does (which builds on it): exploration
+while training is on, greedy when off, every decision logged with its propensity, training after
+each finished negotiation in the background.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from haggler.agent import BuyerAgent, Decision, Transitions
+from haggler.catalogue import Product, find_product
+from haggler.config import Settings
+from haggler.features import legal_moves, observe, to_action
+from haggler.learner import LearnerConfig, OnlineLearner
+from haggler.negotiation import (
+    NegotiationResult,
+    NegotiationState,
+    Party,
+    Terms,
+    apply_move,
+    money,
+    open_negotiation,
+    result,
+    step_reward,
+)
+from haggler.sellers import make_seller
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """One buyer decision as served: what it saw, what it did, and with what probability."""
+
+    round: int
+    observation: np.ndarray
+    action_mask: np.ndarray
+    move: int
+    propensity: float
+    model_version: int
+
+
+@dataclass
+class NegotiationRecord:
+    id: int
+    product: Product
+    seller: str
+    state: NegotiationState
+    decisions: list[LoggedDecision] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+
+    @property
+    def result(self) -> NegotiationResult:
+        return result(self.state)
+
+    def transitions(self) -> Transitions:
+        """The negotiation's experiences, one per buyer move, for the replay buffer."""
+        n = len(self.decisions)
+        final_observation = observe(self.state)
+        final_mask = legal_moves(self.state)
+        next_observations = [d.observation for d in self.decisions[1:]] + [final_observation]
+        next_masks = [d.action_mask for d in self.decisions[1:]] + [final_mask]
+        terminated = np.zeros(n, dtype=bool)
+        terminated[-1] = self.state.is_over
+        return Transitions(
+            observation=np.stack([d.observation for d in self.decisions]),
+            action_mask=np.stack([d.action_mask for d in self.decisions]),
+            move=np.array([d.move for d in self.decisions], dtype=np.int64),
+            reward=np.array(self.rewards, dtype=np.float32),
+            next_observation=np.stack(next_observations),
+            next_action_mask=np.stack(next_masks),
+            terminated=terminated,
+        )
+
+
+class NegotiationService:
+    """The agent behind the product: negotiates, logs, and (if enabled) learns online."""
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        enable_training: bool = False,
+        *,
+        settings: Settings | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.model_path = Path(model_path)
+        self.agent = BuyerAgent.from_file(self.model_path)
+        self.enable_training = enable_training
+        self.rng = np.random.default_rng(seed)
+        self._ids = itertools.count(1)
+        self.learner: OnlineLearner | None = None
+        if enable_training:
+            self.learner = OnlineLearner(
+                self.agent,
+                LearnerConfig(
+                    train_steps=self.settings.train_steps,
+                    save_interval=self.settings.save_interval,
+                    keep_checkpoints=self.settings.keep_checkpoints,
+                    model_path=self.model_path,
+                    checkpoint_dir=self.settings.checkpoint_dir,
+                ),
+            )
+
+    @property
+    def epsilon(self) -> float:
+        """Exploration rate: EPSILON while training, 0 (greedy) when not."""
+        return self.settings.epsilon if self.enable_training else 0.0
+
+    def decide(self, state: NegotiationState) -> tuple[Decision, LoggedDecision]:
+        """The agent's next move in `state`, and the log line for it."""
+        observation, mask = observe(state), legal_moves(state)
+        snapshot_version = self.agent.snapshot.version
+        decision = self.agent.act(observation, mask, epsilon=self.epsilon, rng=self.rng)
+        logged = LoggedDecision(
+            round=state.buyer_moves + 1,
+            observation=observation,
+            action_mask=mask,
+            move=int(decision.move),
+            propensity=decision.propensity,
+            model_version=snapshot_version,
+        )
+        return decision, logged
+
+    def negotiate(
+        self,
+        *,
+        product: Product | str,
+        buyer_limit: float,
+        seller: str = "linear",
+        max_rounds: int = 10,
+        quantity: int = 1,
+        seller_seed: int | None = None,
+    ) -> NegotiationRecord:
+        """Negotiate with a simulated seller to the end; train on it afterwards if enabled."""
+        item = find_product(product) if isinstance(product, str) else product
+        terms = Terms(item.list_price, money(buyer_limit), max_rounds=max_rounds, quantity=quantity)
+        seed = seller_seed if seller_seed is not None else int(self.rng.integers(2**63))
+        simulated = make_seller(seller, item.list_price, np.random.default_rng(seed))
+        state = open_negotiation(terms, simulated.opening_ask())
+        record = NegotiationRecord(next(self._ids), item, seller, state)
+        while not state.is_over:
+            decision, logged = self.decide(state)
+            state = apply_move(state, Party.BUYER, to_action(state, decision.move))
+            if not state.is_over:
+                state = apply_move(state, Party.SELLER, simulated.respond(state))
+            record.decisions.append(logged)
+            record.rewards.append(step_reward(state))
+        record.state = state
+        if self.learner is not None:
+            self.learner.submit(record.id, record.transitions())
+        return record
+
+    def close(self) -> None:
+        """Finish pending training and stop the learner."""
+        if self.learner is not None:
+            self.learner.close()
