@@ -14,9 +14,10 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -63,6 +64,37 @@ class Transitions(NamedTuple):
     next_observation: np.ndarray  # (B, OBSERVATION_SIZE) float32
     next_action_mask: np.ndarray  # (B, N_MOVES) bool
     terminated: np.ndarray  # (B,) bool
+
+
+class LoggedMove(Protocol):
+    """What a logged buyer decision must hold to become an experience."""
+
+    @property
+    def observation(self) -> np.ndarray: ...
+    @property
+    def action_mask(self) -> np.ndarray: ...
+    @property
+    def move(self) -> int: ...
+
+
+def negotiation_transitions(
+    decisions: Sequence[LoggedMove], rewards: Sequence[float], final_state: NegotiationState
+) -> Transitions:
+    """One negotiation's experiences: each decision leads to the next, the last to the end."""
+    n = len(decisions)
+    next_observations = [d.observation for d in decisions[1:]] + [observe(final_state)]
+    next_masks = [d.action_mask for d in decisions[1:]] + [legal_moves(final_state)]
+    terminated = np.zeros(n, dtype=bool)
+    terminated[-1] = final_state.is_over
+    return Transitions(
+        observation=np.stack([d.observation for d in decisions]),
+        action_mask=np.stack([d.action_mask for d in decisions]),
+        move=np.array([d.move for d in decisions], dtype=np.int64),
+        reward=np.asarray(rewards, dtype=np.float32),
+        next_observation=np.stack(next_observations),
+        next_action_mask=np.stack(next_masks),
+        terminated=terminated,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from haggler.agent import BuyerAgent, Decision, Transitions
+from haggler.agent import BuyerAgent, Decision, Transitions, negotiation_transitions
 from haggler.catalogue import Product, find_product
 from haggler.config import Settings
 from haggler.features import legal_moves, observe, to_action
@@ -63,22 +63,7 @@ class NegotiationRecord:
 
     def transitions(self) -> Transitions:
         """The negotiation's experiences, one per buyer move, for the replay buffer."""
-        n = len(self.decisions)
-        final_observation = observe(self.state)
-        final_mask = legal_moves(self.state)
-        next_observations = [d.observation for d in self.decisions[1:]] + [final_observation]
-        next_masks = [d.action_mask for d in self.decisions[1:]] + [final_mask]
-        terminated = np.zeros(n, dtype=bool)
-        terminated[-1] = self.state.is_over
-        return Transitions(
-            observation=np.stack([d.observation for d in self.decisions]),
-            action_mask=np.stack([d.action_mask for d in self.decisions]),
-            move=np.array([d.move for d in self.decisions], dtype=np.int64),
-            reward=np.array(self.rewards, dtype=np.float32),
-            next_observation=np.stack(next_observations),
-            next_action_mask=np.stack(next_masks),
-            terminated=terminated,
-        )
+        return negotiation_transitions(self.decisions, self.rewards, self.state)
 
 
 class NegotiationService:

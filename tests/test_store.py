@@ -1,0 +1,222 @@
+"""The store: migrations, the repository, on SQLite and (when a URL is given) on PostgreSQL.
+
+Set HAGGLER_TEST_POSTGRES_URL (for example postgresql://postgres@127.0.0.1:5432/test) to run
+every test here on PostgreSQL too; `.ci/run` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
+
+from haggler.catalogue import SEED_CATALOGUE, Product
+from haggler.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
+from haggler.store import repository as repo
+from haggler.store.database import make_engine, migrate, session_factory
+from haggler.store.tables import Base
+
+POSTGRES_URL = os.environ.get("HAGGLER_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'store' / 'haggler.db'}")
+    else:
+        assert POSTGRES_URL is not None
+        engine = make_engine(POSTGRES_URL)
+        with engine.begin() as connection:  # a clean schema for every test
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    with session_factory(engine)() as session:
+        yield session
+
+
+def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> None:
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert {"products", "negotiations", "turns", "decisions", "counters"} <= set(
+        inspect(engine).get_table_names()
+    )
+
+
+def test_migrating_twice_changes_nothing(engine: Engine, session: Session) -> None:
+    repo.seed_catalogue(session=session)
+    session.commit()
+    migrate(engine)
+    assert len(repo.list_products(session=session)) == len(SEED_CATALOGUE)
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'deep' / 'folder' / 'h.db'}")
+    with engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
+
+
+def test_the_seed_catalogue_goes_in_once_and_prices_stay_exact(session: Session) -> None:
+    assert repo.seed_catalogue(session=session) == len(SEED_CATALOGUE)
+    assert repo.seed_catalogue(session=session) == 0
+    session.commit()
+    stored = repo.list_products(session=session)
+    assert [p.product for p in stored] == list(SEED_CATALOGUE)
+    assert stored[2].product.list_price == 329.99
+
+
+def test_a_product_name_is_unique(session: Session) -> None:
+    repo.add_product(Product("Pallet jack", "warehouse", 399.0), session=session)
+    session.commit()
+    with pytest.raises(repo.Conflict, match="exists already"):
+        repo.add_product(Product("Pallet jack", "warehouse", 350.0), session=session)
+    session.rollback()
+    assert [p.product.list_price for p in repo.list_products(session=session)] == [399.0]
+
+
+def test_unknown_ids_are_not_found(session: Session) -> None:
+    with pytest.raises(repo.NotFound):
+        repo.get_negotiation(12345, session=session)
+    with pytest.raises(repo.NotFound):
+        repo.get_product(12345, session=session)
+
+
+def _decision(round_: int, reward: float | None) -> repo.StoredDecision:
+    return repo.StoredDecision(
+        round=round_,
+        observation=np.full(17, 0.5 + round_, dtype=np.float32),
+        action_mask=np.ones(8, dtype=bool),
+        move=3,
+        propensity=0.9125,
+        model_version=7,
+        reward=reward,
+    )
+
+
+def _play_stored_negotiation(session: Session) -> int:
+    """Open, two buyer counters, a seller counter, then a deal: stored step by step."""
+    product = repo.add_product(Product("Forklift battery", "warehouse", 1000.0), session=session)
+    state = open_negotiation(Terms(1000.0, 950.0, max_rounds=5, quantity=3), 1200.0)
+    negotiation_id = repo.create_negotiation(
+        state,
+        session=session,
+        product_id=product.id,
+        seller=repo.SellerInfo("simulated", "linear", 42),
+        model_version=7,
+    )
+    session.commit()
+    before = state
+    state = apply_move(state, Party.BUYER, Action.counter(700.0))
+    state = apply_move(state, Party.SELLER, Action.counter(1100.0))
+    repo.record_progress(
+        negotiation_id, before, state, session=session, decision=_decision(1, -0.002)
+    )
+    session.commit()
+    before = state
+    state = apply_move(state, Party.BUYER, Action.counter(900.0))
+    state = apply_move(state, Party.SELLER, Action.accept())
+    repo.record_progress(
+        negotiation_id, before, state, session=session, decision=_decision(2, 0.05), reward=0.048
+    )
+    session.commit()
+    return negotiation_id
+
+
+def test_a_negotiation_comes_back_exactly_as_played(session: Session) -> None:
+    negotiation_id = _play_stored_negotiation(session)
+    stored = repo.get_negotiation(negotiation_id, session=session)
+    assert stored.state.outcome is Outcome.DEAL
+    assert stored.state.deal_price == 900.0
+    assert stored.state.asks == (1200.0, 1100.0)
+    assert stored.state.bids == (700.0, 900.0)
+    assert stored.state.terms == Terms(1000.0, 950.0, max_rounds=5, quantity=3)
+    assert stored.seller == repo.SellerInfo("simulated", "linear", 42, None)
+    assert stored.reward == pytest.approx(0.048)
+    assert stored.finished_at is not None
+    assert [d.propensity for d in stored.decisions] == [0.9125, 0.9125]
+    np.testing.assert_allclose(stored.decisions[1].observation, np.full(17, 2.5))
+
+
+def test_a_stale_update_is_refused_and_changes_nothing(session: Session) -> None:
+    product = repo.add_product(Product("Crate", "warehouse", 10.0), session=session)
+    state = open_negotiation(Terms(10.0, 9.0), 12.0)
+    negotiation_id = repo.create_negotiation(
+        state,
+        session=session,
+        product_id=product.id,
+        seller=repo.SellerInfo("external"),
+        model_version=1,
+    )
+    session.commit()
+    moved = apply_move(state, Party.BUYER, Action.counter(6.0))
+    repo.record_progress(negotiation_id, state, moved, session=session)
+    session.commit()
+    other = apply_move(state, Party.BUYER, Action.counter(7.0))
+    with pytest.raises(repo.Conflict, match="changed meanwhile"):
+        repo.record_progress(negotiation_id, state, other, session=session)
+    session.rollback()
+    assert repo.get_negotiation(negotiation_id, session=session).state.bids == (6.0,)
+
+
+def test_listing_filters_and_pages_newest_first(session: Session) -> None:
+    first = _play_stored_negotiation(session)
+    product = repo.list_products(session=session)[0]
+    state = open_negotiation(Terms(1000.0, 900.0), 1300.0)
+    second = repo.create_negotiation(
+        state,
+        session=session,
+        product_id=product.id,
+        seller=repo.SellerInfo("external"),
+        model_version=8,
+    )
+    session.commit()
+    page, total = repo.list_negotiations(session=session, where=repo.NegotiationFilter(), limit=1)
+    assert total == 2 and [n.id for n in page] == [second]
+    page, _ = repo.list_negotiations(
+        session=session, where=repo.NegotiationFilter(), limit=1, offset=1
+    )
+    assert [n.id for n in page] == [first]
+    deals, total = repo.list_negotiations(
+        session=session, where=repo.NegotiationFilter(outcome="deal")
+    )
+    assert total == 1 and deals[0].id == first
+    by_version, _ = repo.list_negotiations(
+        session=session, where=repo.NegotiationFilter(model_version=8)
+    )
+    assert [n.id for n in by_version] == [second]
+    assert repo.open_negotiation_ids(session=session) == [second]
+
+
+def test_experiences_of_finished_negotiations_rebuild_the_replay_buffer(session: Session) -> None:
+    assert repo.finished_experiences(session=session, limit=100) is None
+    _play_stored_negotiation(session)
+    batch = repo.finished_experiences(session=session, limit=100)
+    assert batch is not None
+    assert batch.move.tolist() == [3, 3]
+    assert batch.reward.tolist() == pytest.approx([-0.002, 0.05])
+    assert batch.terminated.tolist() == [False, True]
+    np.testing.assert_allclose(batch.next_observation[0], batch.observation[1])
+
+
+def test_counters_survive_a_new_session(engine: Engine, session: Session) -> None:
+    assert repo.get_counter("trained_negotiations", session=session) == 0
+    repo.set_counter("trained_negotiations", 41, session=session)
+    repo.set_counter("trained_negotiations", 42, session=session)
+    session.commit()
+    with session_factory(engine)() as other:
+        assert repo.get_counter("trained_negotiations", session=other) == 42
