@@ -358,3 +358,78 @@ def test_the_haggler_executable_reports_bad_input_in_one_line(
 ) -> None:
     run = executable_runs[case]
     assert_one_line_error(run.returncode, run.stdout, run.stderr)
+
+
+# -- checkpoints ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint_folder(files: dict[str, Path], isolated: Path) -> Path:
+    from datetime import UTC, datetime
+
+    from haggler.checkpoints import save_checkpoint
+
+    agent = BuyerAgent.from_file(files["model"])
+    folder = isolated / "models" / "checkpoints"
+    for n in (10, 20):
+        save_checkpoint(
+            agent, folder, negotiations=n, keep=5, now=datetime(2023, 12, 25, 12, 0, n, tzinfo=UTC)
+        )
+    return folder
+
+
+def test_checkpoints_list_shows_them_oldest_first(checkpoint_folder: Path) -> None:
+    result = invoke("checkpoints", "list")
+    assert result.exit_code == 0
+    names = re.findall(r"buyer_agent_n\d+_\d{8}_\d{6}\.pth", result.output)
+    assert names == ["buyer_agent_n10_20231225_120010.pth", "buyer_agent_n20_20231225_120020.pth"]
+
+
+def test_checkpoints_list_says_when_there_are_none() -> None:
+    result = invoke("checkpoints", "list")
+    assert result.exit_code == 0
+    assert "No checkpoints in models/checkpoints" in result.output
+
+
+def test_checkpoints_restore_makes_it_the_main_model(
+    checkpoint_folder: Path, isolated: Path
+) -> None:
+    result = invoke("checkpoints", "restore", "buyer_agent_n10_20231225_120010.pth")
+    assert result.exit_code == 0, result.output
+    restored = BuyerAgent.from_file(isolated / "models" / "buyer_agent.pth")
+    assert restored.metadata["negotiations"] == 10
+
+
+@pytest.mark.parametrize(
+    ("path", "mention"),
+    [
+        ("../buyer_agent.pth", "outside the checkpoint folder"),
+        ("/etc/passwd", "outside the checkpoint folder"),
+        ("buyer_agent_n99_20231225_120000.pth", "no checkpoint"),
+    ],
+)
+def test_checkpoints_restore_refuses_bad_paths_and_changes_nothing(
+    checkpoint_folder: Path,
+    isolated: Path,
+    path: str,
+    mention: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_main(["checkpoints", "restore", path], monkeypatch, capsys)
+    assert_one_line_error(code, out, err, mention)
+    assert not (isolated / "models" / "buyer_agent.pth").exists()
+
+
+def test_checkpoints_restore_refuses_a_file_that_is_not_a_checkpoint(
+    checkpoint_folder: Path,
+    isolated: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (checkpoint_folder / "buyer_agent_n30_20231225_120030.pth").write_bytes(b"not a model")
+    code, out, err = run_main(
+        ["checkpoints", "restore", "buyer_agent_n30_20231225_120030.pth"], monkeypatch, capsys
+    )
+    assert_one_line_error(code, out, err, "not a readable model file")
+    assert not (isolated / "models" / "buyer_agent.pth").exists()

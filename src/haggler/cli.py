@@ -1,4 +1,4 @@
-"""The `haggler` command: train, evaluate, negotiate, bench-latency.
+"""The `haggler` command: train, evaluate, negotiate, bench-latency, checkpoints.
 
 Bad input ends with one line `haggler: error: ...` on stderr and a non-zero exit, never a traceback.
 """
@@ -390,9 +390,50 @@ def bench_latency(model_path: Path | None, calls: int) -> None:
         click.echo(f"  {name:20s} median {median:6.1f} µs   p99 {p99:6.1f} µs")
 
 
+@cli.group()
+def checkpoints() -> None:
+    """List checkpoints or restore one as the main model."""
+
+
+@checkpoints.command("list")
+def checkpoints_list() -> None:
+    """The checkpoints in CHECKPOINT_DIR, oldest first."""
+    from haggler.checkpoints import list_checkpoints
+
+    settings = _settings()
+    found = list_checkpoints(settings.checkpoint_dir)
+    if not found:
+        click.echo(f"No checkpoints in {settings.checkpoint_dir}.")
+        return
+    click.echo(f"{'checkpoint':48s} {'negotiations':>12s}  {'saved (UTC)':19s} {'size':>8s}")
+    for info in found:
+        saved = info.saved_at.strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(
+            f"{info.path.name:48s} {info.negotiations:12d}  {saved:19s} "
+            f"{info.size_bytes / 1024:6.0f} KB"
+        )
+
+
+@checkpoints.command("restore")
+@click.argument("path")
+def checkpoints_restore(path: str) -> None:
+    """Make the checkpoint PATH (inside CHECKPOINT_DIR) the main model at MODEL_PATH.
+
+    A running service picks it up when restored through its API; the CLI replaces the file.
+    """
+    from haggler.agent import atomic_write
+    from haggler.checkpoints import resolve_checkpoint
+
+    settings = _settings()
+    source = resolve_checkpoint(settings.checkpoint_dir, path)
+    atomic_write(settings.model_path, source.read_bytes())
+    click.echo(f"Restored {source.name} as {settings.model_path}.")
+
+
 def main() -> None:
     """Entry point: one-line errors, no tracebacks, for every bad input."""
     from haggler.agent import ModelFileError
+    from haggler.checkpoints import CheckpointError
     from haggler.negotiation import ProtocolError
 
     try:
@@ -405,6 +446,6 @@ def main() -> None:
     except click.ClickException as error:
         click.echo(f"haggler: error: {error.format_message()}", err=True)
         sys.exit(error.exit_code)
-    except (ModelFileError, ProtocolError, ValueError, OSError) as error:
+    except (ModelFileError, CheckpointError, ProtocolError, ValueError, OSError) as error:
         click.echo(f"haggler: error: {error}", err=True)
         sys.exit(1)
