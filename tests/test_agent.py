@@ -286,14 +286,17 @@ def test_a_saved_model_loads_with_identical_q_values(
     trained: BuyerAgent, tiny_config: DQNConfig, tmp_path: Path
 ) -> None:
     observations = np.stack([o for o, _ in env_inputs(64)])
-    path = trained.save_model(tmp_path / "models" / "buyer_agent.pth", model_version=3)
+    path = trained.save_model(tmp_path / "models" / "buyer_agent.pth", negotiations=3)
     assert path.is_file()
 
     restored = BuyerAgent(tiny_config)
     restored.load_model(path)
     np.testing.assert_array_equal(restored.q_values(observations), trained.q_values(observations))
     assert restored.gradient_steps == trained.gradient_steps == 20
-    assert restored.metadata["model_version"] == 3
+    assert restored.metadata["negotiations"] == 3
+    # The model version (one per published update) is saved with the model and comes back.
+    assert restored.model_version == trained.model_version == 1
+    assert restored.snapshot.version == 1
 
     rebuilt = BuyerAgent.from_file(path)
     assert rebuilt.config == tiny_config

@@ -165,6 +165,8 @@ class BuyerAgent:
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.config.learning_rate)
         self.replay_buffer = self._new_replay_buffer()
         self.gradient_steps = 0
+        self.model_version = 0
+        """Counts published weight updates; saved with the model, so it survives restarts."""
         self.metadata: dict[str, Any] = {}
         self.snapshot = PolicySnapshot.of(self.q_network, version=0)
 
@@ -266,8 +268,9 @@ class BuyerAgent:
         return float(loss.item())
 
     def publish(self) -> None:
-        """Swap in a fresh snapshot of the online network for acting."""
-        self.snapshot = PolicySnapshot.of(self.q_network, version=self.snapshot.version + 1)
+        """Swap in a fresh snapshot of the online network for acting, as a new model version."""
+        self.model_version += 1
+        self.snapshot = PolicySnapshot.of(self.q_network, version=self.model_version)
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -275,6 +278,7 @@ class BuyerAgent:
         """Write weights, optimiser state and metadata atomically (temp file, fsync, rename)."""
         path = Path(path)
         self.metadata.update(metadata)
+        self.metadata["model_version"] = self.model_version
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -309,9 +313,10 @@ class BuyerAgent:
             self.optimizer.load_state_dict(payload["optimizer"])
             self.gradient_steps = int(payload["gradient_steps"])
             self.metadata = dict(payload["metadata"])
+            self.model_version = int(self.metadata.get("model_version", 1))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ModelFileError(f"{path} is a damaged checkpoint ({error})") from None
-        self.publish()
+        self.snapshot = PolicySnapshot.of(self.q_network, version=self.model_version)
 
     @classmethod
     def from_file(cls, path: str | Path) -> BuyerAgent:

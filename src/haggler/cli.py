@@ -1,4 +1,4 @@
-"""The `haggler` command: train, evaluate, negotiate, bench-latency, checkpoints.
+"""The `haggler` command: train, evaluate, negotiate, serve, bench-latency, checkpoints.
 
 Bad input ends with one line `haggler: error: ...` on stderr and a non-zero exit, never a traceback.
 """
@@ -118,6 +118,7 @@ def train(
     started = time.perf_counter()
     progress = pretrain(agent, config, report)
     bar.close()
+    agent.model_version = 1  # pretraining's many updates make up the first version
     agent.save_model(
         path,
         trained_on=list(config.strategies),
@@ -126,7 +127,6 @@ def train(
         pretrain_env_steps=progress.env_steps,
         pretrain_negotiations=progress.episodes,
         pretrain_seconds=round(progress.seconds, 1),
-        model_version=1,
     )
     click.echo(
         f"Trained for {time.perf_counter() - started:.0f} s: {progress.episodes} negotiations, "
@@ -347,6 +347,33 @@ def negotiate(
         )
     else:
         click.echo(f"No deal ({summary.outcome.value}) after {summary.rounds} rounds.")
+
+
+@cli.command()
+@click.option("--host", default=None, help="Listen address [default: HOST, 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=None, help="Port [default: PORT, 8000]."
+)
+def serve(host: str | None, port: int | None) -> None:
+    """Run the HTTP service (API docs at /docs) on the store at DATABASE_URL."""
+    import logging
+
+    import uvicorn
+
+    from haggler.api.app import create_app
+
+    settings = _settings()
+    if not settings.model_path.is_file():
+        raise click.ClickException(
+            f"no model at {settings.model_path}; train one first with `haggler train`"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level="info",
+    )
 
 
 @cli.command("bench-latency")

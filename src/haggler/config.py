@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     train_steps: int = Field(5, ge=0, description="Gradient steps after each negotiation.")
     save_interval: int = Field(10, ge=1, description="Negotiations between checkpoints.")
     keep_checkpoints: int = Field(10, ge=1, description="Checkpoints kept on disk.")
+    database_url: str = Field(
+        "sqlite:///data/haggler.db",
+        description="SQLAlchemy URL of the store: an SQLite file, or postgresql://... to share it.",
+    )
+    operator_token: str | None = Field(
+        None, description="Bearer token for operator actions (restore, training on/off)."
+    )
+    host: str = Field("127.0.0.1", description="Address `haggler serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `haggler serve` listens on.")
     starter_train_seconds: float = Field(
         170.0, gt=0, description="Time budget for the starter model trained when none exists."
     )

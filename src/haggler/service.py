@@ -76,6 +76,7 @@ class NegotiationService:
         *,
         settings: Settings | None = None,
         seed: int = 0,
+        negotiations_done: int = 0,
     ) -> None:
         self.settings = settings or Settings()
         self.model_path = Path(model_path)
@@ -83,8 +84,14 @@ class NegotiationService:
         self.enable_training = enable_training
         self.rng = np.random.default_rng(seed)
         self._ids = itertools.count(1)
+        self._negotiations_done = negotiations_done
         self.learner: OnlineLearner | None = None
         if enable_training:
+            self.set_training(True)
+
+    def set_training(self, enabled: bool) -> None:
+        """Turn online training on (exploring, learning) or off (greedy, frozen)."""
+        if enabled and self.learner is None:
             self.learner = OnlineLearner(
                 self.agent,
                 LearnerConfig(
@@ -94,7 +101,9 @@ class NegotiationService:
                     model_path=self.model_path,
                     checkpoint_dir=self.settings.checkpoint_dir,
                 ),
+                negotiations_done=self._negotiations_done,
             )
+        self.enable_training = enabled
 
     @property
     def epsilon(self) -> float:
@@ -141,9 +150,20 @@ class NegotiationService:
             record.decisions.append(logged)
             record.rewards.append(step_reward(state))
         record.state = state
-        if self.learner is not None:
-            self.learner.submit(record.id, record.transitions())
+        self.learn_from(record.id, record.transitions())
         return record
+
+    def learn_from(self, negotiation_id: int, experiences: Transitions) -> None:
+        """Hand a finished negotiation to the learner (when training is on); returns at once."""
+        if self.enable_training and self.learner is not None:
+            self.learner.submit(negotiation_id, experiences)
+
+    def restore(self, path: Path) -> None:
+        """Serve (and train) the checkpoint at `path` from now on; never mid-update."""
+        if self.learner is not None:
+            self.learner.restore(path)
+        else:
+            self.agent.load_model(path)
 
     def close(self) -> None:
         """Finish pending training and stop the learner."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -57,4 +58,5 @@ def alembic_config(engine: Engine) -> Config:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema up to date (`alembic upgrade head`)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines are per plugin
     command.upgrade(alembic_config(engine), "head")

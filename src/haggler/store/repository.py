@@ -6,6 +6,7 @@ so that one request (or one negotiation step) is one transaction. Rows become do
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,7 +40,8 @@ class Conflict(ValueError):
     """The write would break a uniqueness rule (for example a product name taken)."""
 
 
-def _money(value: float) -> Decimal:
+def money_decimal(value: float) -> Decimal:
+    """A price as an exact two-place decimal."""
     return Decimal(f"{value:.2f}")
 
 
@@ -63,7 +65,9 @@ def seed_catalogue(*, session: Session) -> int:
     for product in SEED_CATALOGUE:
         session.add(
             ProductRow(
-                name=product.name, category=product.category, list_price=_money(product.list_price)
+                name=product.name,
+                category=product.category,
+                list_price=money_decimal(product.list_price),
             )
         )
     session.flush()
@@ -86,7 +90,7 @@ def add_product(product: Product, *, session: Session) -> StoredProduct:
     if existing is not None:
         raise Conflict(f"a product named {product.name!r} exists already")
     row = ProductRow(
-        name=product.name, category=product.category, list_price=_money(product.list_price)
+        name=product.name, category=product.category, list_price=money_decimal(product.list_price)
     )
     session.add(row)
     try:
@@ -145,8 +149,8 @@ def create_negotiation(
     row = NegotiationRow(
         product_id=product_id,
         quantity=terms.quantity,
-        list_price=_money(terms.list_price),
-        buyer_limit=_money(terms.buyer_limit),
+        list_price=money_decimal(terms.list_price),
+        buyer_limit=money_decimal(terms.buyer_limit),
         max_rounds=terms.max_rounds,
         seller_kind=seller.kind,
         seller_strategy=seller.strategy,
@@ -172,7 +176,7 @@ def _add_turns(
                 seq=first_seq + offset,
                 party=turn.party.value,
                 move=turn.move.value,
-                price=_money(turn.price) if turn.price is not None else None,
+                price=money_decimal(turn.price) if turn.price is not None else None,
                 round=turn.round,
             )
         )
@@ -195,7 +199,7 @@ def record_progress(
         values |= {
             "status": "finished",
             "outcome": after.outcome.value if after.outcome else None,
-            "deal_price": _money(after.deal_price) if after.deal_price is not None else None,
+            "deal_price": money_decimal(after.deal_price) if after.deal_price is not None else None,
             "reward": reward,
             "finished_at": datetime.now(UTC),
         }
@@ -225,7 +229,10 @@ def record_progress(
                 reward=decision.reward,
             )
         )
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another request stored the same move first
+        raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
 
 
 def get_negotiation(negotiation_id: int, *, session: Session) -> StoredNegotiation:
@@ -365,3 +372,60 @@ def set_counter(name: str, value: int, *, session: Session) -> None:
     else:
         row.value = value
     session.flush()
+
+
+def set_decision_reward(
+    negotiation_id: int, round_: int, reward: float, *, session: Session
+) -> None:
+    """Fill in the reward of a buyer decision once the seller has answered it."""
+    session.execute(
+        update(DecisionRow)
+        .where(DecisionRow.negotiation_id == negotiation_id, DecisionRow.round == round_)
+        .values(reward=reward)
+    )
+
+
+def verify_seller_token(negotiation_id: int, token_hash: str, *, session: Session) -> bool:
+    stored = session.scalar(
+        select(NegotiationRow.seller_token_hash).where(NegotiationRow.id == negotiation_id)
+    )
+    return stored is not None and hmac.compare_digest(stored.encode(), token_hash.encode())
+
+
+@dataclass(frozen=True)
+class Summary:
+    negotiations: int
+    finished: int
+    deals: int
+    rewards: list[float]
+    savings_pct: list[float]
+    """Per deal: saving against list price in percent."""
+    savings_total: Decimal
+    rounds: list[int]
+
+
+def summary(*, session: Session) -> Summary:
+    """Totals and per-negotiation figures over all finished negotiations."""
+    total = session.scalar(select(func.count()).select_from(NegotiationRow)) or 0
+    rows = session.execute(
+        select(
+            NegotiationRow.outcome,
+            NegotiationRow.deal_price,
+            NegotiationRow.list_price,
+            NegotiationRow.quantity,
+            NegotiationRow.reward,
+            NegotiationRow.rounds,
+        ).where(NegotiationRow.status == "finished")
+    ).all()
+    deals = [r for r in rows if r.outcome == "deal" and r.deal_price is not None]
+    return Summary(
+        negotiations=total,
+        finished=len(rows),
+        deals=len(deals),
+        rewards=[r.reward for r in rows if r.reward is not None],
+        savings_pct=[float(100 * (r.list_price - r.deal_price) / r.list_price) for r in deals],
+        savings_total=sum(
+            ((r.list_price - r.deal_price) * r.quantity for r in deals), start=Decimal("0.00")
+        ),
+        rounds=[r.rounds for r in rows],
+    )

@@ -1,0 +1,78 @@
+"""Long-lived objects built in the lifespan, and the FastAPI dependencies that hand them out."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, status
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from haggler.config import Settings
+from haggler.service import NegotiationService
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    service: NegotiationService
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+    """One request, one transaction: committed by the handler, rolled back on any error."""
+    with runtime.sessions() as session:
+        try:
+            yield session
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+TokenDep = Annotated[str | None, Depends(bearer_token)]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def require_operator(runtime: RuntimeDep, token: TokenDep) -> None:
+    expected = runtime.settings.operator_token
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "operator actions need `Authorization: Bearer <OPERATOR_TOKEN>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if expected is None:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "operator actions are disabled: OPERATOR_TOKEN is not set"
+        )
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong operator token")
+
+
+OperatorDep = Annotated[None, Depends(require_operator)]

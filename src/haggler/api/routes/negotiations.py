@@ -1,0 +1,300 @@
+"""Negotiations: start one (simulated persona or external seller), seller moves, read, list.
+
+Every call that moves a negotiation is one transaction: the moves, the agent's decision with its
+propensity and, at the end, the outcome are committed together before the answer is sent.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy.orm import Session
+
+from haggler.agent import negotiation_transitions
+from haggler.api.deps import RuntimeDep, SessionDep, TokenDep, hash_token
+from haggler.api.routes.catalogue import product_out
+from haggler.api.schemas import (
+    ExternalStartOut,
+    NegotiationIn,
+    NegotiationOut,
+    NegotiationPage,
+    ResultOut,
+    SellerMoveIn,
+    SellerViewOut,
+    TurnOut,
+)
+from haggler.features import to_action
+from haggler.negotiation import (
+    Action,
+    Move,
+    NegotiationState,
+    Party,
+    Terms,
+    apply_move,
+    episode_return,
+    open_negotiation,
+    result,
+    step_reward,
+)
+from haggler.sellers import make_seller
+from haggler.service import NegotiationService
+from haggler.store import repository as repo
+
+router = APIRouter(prefix="/api/negotiations", tags=["negotiations"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such negotiation."}}
+
+
+def _turns(state: NegotiationState) -> list[TurnOut]:
+    return [
+        TurnOut(
+            party=turn.party.value,
+            move=turn.move.value,
+            price=repo.money_decimal(turn.price) if turn.price is not None else None,
+            round=turn.round,
+        )
+        for turn in state.transcript
+    ]
+
+
+def negotiation_out(stored: repo.StoredNegotiation) -> NegotiationOut:
+    state = stored.state
+    summary = None
+    if state.is_over:
+        r = result(state)
+        summary = ResultOut(
+            outcome=r.outcome.value,
+            deal_price=repo.money_decimal(r.deal_price) if r.deal_price is not None else None,
+            savings_per_unit=repo.money_decimal(r.savings_per_unit),
+            savings_total=repo.money_decimal(r.savings_total),
+            savings_pct=round(r.savings_pct, 2),
+            rounds=r.rounds,
+        )
+    to_move = state.to_move
+    return NegotiationOut(
+        id=stored.id,
+        product=product_out(stored.product),
+        quantity=state.terms.quantity,
+        max_unit_price=repo.money_decimal(state.terms.buyer_limit),
+        max_rounds=state.terms.max_rounds,
+        seller_kind=stored.seller.kind,
+        seller_strategy=stored.seller.strategy,
+        status="finished" if state.is_over else "open",
+        to_move=to_move.value if to_move else None,
+        transcript=_turns(state),
+        result=summary,
+        reward=stored.reward,
+        model_version=stored.model_version,
+        created_at=stored.created_at,
+        finished_at=stored.finished_at,
+    )
+
+
+def seller_view(stored: repo.StoredNegotiation) -> SellerViewOut:
+    state = stored.state
+    to_move = state.to_move
+    return SellerViewOut(
+        id=stored.id,
+        product=product_out(stored.product),
+        quantity=state.terms.quantity,
+        status="finished" if state.is_over else "open",
+        to_move=to_move.value if to_move else None,
+        transcript=_turns(state),
+        outcome=state.outcome.value if state.outcome else None,
+        deal_price=repo.money_decimal(state.deal_price) if state.deal_price is not None else None,
+    )
+
+
+def _buyer_turn(
+    service: NegotiationService, negotiation_id: int, state: NegotiationState, *, session: Session
+) -> NegotiationState:
+    """The agent moves; its decision is stored with the move (its reward comes with the answer)."""
+    decision, logged = service.decide(state)
+    after = apply_move(state, Party.BUYER, to_action(state, decision.move))
+    reward = step_reward(after) if after.is_over else None
+    stored = repo.StoredDecision(
+        logged.round,
+        logged.observation,
+        logged.action_mask,
+        logged.move,
+        logged.propensity,
+        logged.model_version,
+        reward,
+    )
+    repo.record_progress(
+        negotiation_id, state, after, session=session, decision=stored, reward=_return(after)
+    )
+    return after
+
+
+def _return(state: NegotiationState) -> float | None:
+    """The negotiation's return (sum of its decisions' rewards) once it is over."""
+    return episode_return(state) if state.is_over else None
+
+
+def _learn(service: NegotiationService, stored: repo.StoredNegotiation) -> None:
+    if stored.state.is_over and stored.decisions:
+        rewards = [d.reward or 0.0 for d in stored.decisions]
+        service.learn_from(
+            stored.id, negotiation_transitions(stored.decisions, rewards, stored.state)
+        )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start a negotiation",
+    description=(
+        "With a simulated seller the negotiation runs to its end and the answer holds the whole "
+        "transcript. With an external seller the caller is the seller: the answer holds a seller "
+        "token and the agent's first move; send each further move to `/{id}/moves`."
+    ),
+    responses={404: {"description": "No such product."}},
+)
+async def start(
+    body: NegotiationIn, runtime: RuntimeDep, session: SessionDep
+) -> NegotiationOut | ExternalStartOut:
+    try:
+        product = repo.get_product(body.product_id, session=session)
+    except repo.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    terms = Terms(
+        product.product.list_price,
+        float(body.max_unit_price),
+        max_rounds=body.max_rounds,
+        quantity=body.quantity,
+    )
+    service = runtime.service
+    version = service.agent.snapshot.version
+    if body.seller.kind == "external":
+        token = secrets.token_urlsafe(24)
+        state = open_negotiation(terms, float(body.seller.asking_price))
+        seller = repo.SellerInfo("external", token_hash=hash_token(token))
+        negotiation_id = repo.create_negotiation(
+            state, session=session, product_id=product.id, seller=seller, model_version=version
+        )
+        _buyer_turn(service, negotiation_id, state, session=session)
+        session.commit()
+        stored = repo.get_negotiation(negotiation_id, session=session)
+        _learn(service, stored)
+        return ExternalStartOut(seller_token=token, negotiation=seller_view(stored))
+
+    seed = body.seller.seed
+    if seed is None:
+        seed = int(service.rng.integers(2**63))
+    persona = make_seller(body.seller.strategy, terms.list_price, np.random.default_rng(seed))
+    state = open_negotiation(terms, persona.opening_ask())
+    negotiation_id = repo.create_negotiation(
+        state,
+        session=session,
+        product_id=product.id,
+        seller=repo.SellerInfo("simulated", body.seller.strategy, seed),
+        model_version=version,
+    )
+    while not state.is_over:
+        after_buyer = _buyer_turn(service, negotiation_id, state, session=session)
+        if after_buyer.is_over:
+            break
+        state = _seller_turn(
+            negotiation_id, after_buyer, persona.respond(after_buyer), session=session
+        )
+    session.commit()
+    stored = repo.get_negotiation(negotiation_id, session=session)
+    _learn(service, stored)
+    return negotiation_out(stored)
+
+
+def _seller_turn(
+    negotiation_id: int, state: NegotiationState, action: Action, *, session: Session
+) -> NegotiationState:
+    """Apply the seller's move, reward the buyer's decision it answers, store both."""
+    after = apply_move(state, Party.SELLER, action)
+    reward = step_reward(after)
+    repo.set_decision_reward(negotiation_id, state.buyer_moves, reward, session=session)
+    repo.record_progress(negotiation_id, state, after, session=session, reward=_return(after))
+    return after
+
+
+@router.post(
+    "/{negotiation_id}/moves",
+    summary="An external seller's move; the agent answers at once",
+    responses={
+        **NOT_FOUND,
+        401: {"description": "No seller token."},
+        403: {"description": "The token is not this negotiation's."},
+        409: {"description": "Not the seller's turn, or the negotiation is over."},
+    },
+)
+async def seller_move(
+    negotiation_id: int,
+    body: SellerMoveIn,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    token: TokenDep,
+) -> SellerViewOut:
+    stored = _get(negotiation_id, session)
+    if stored.seller.kind != "external":
+        raise HTTPException(status.HTTP_409_CONFLICT, "this negotiation's seller is simulated")
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send the seller token as `Authorization: Bearer <token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not repo.verify_seller_token(negotiation_id, hash_token(token), session=session):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "this seller token is not for this negotiation"
+        )
+    move = Move(body.move)
+    if move is Move.COUNTER and body.price is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a counter-offer needs a price")
+    if move is not Move.COUNTER and body.price is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{body.move} takes no price")
+    action = Action(move, float(body.price) if body.price is not None else None)
+    state = stored.state
+    try:
+        state = _seller_turn(negotiation_id, state, action, session=session)
+        if not state.is_over:
+            _buyer_turn(runtime.service, negotiation_id, state, session=session)
+    except repo.Conflict as error:
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    session.commit()
+    stored = repo.get_negotiation(negotiation_id, session=session)
+    _learn(runtime.service, stored)
+    return seller_view(stored)
+
+
+def _get(negotiation_id: int, session: Session) -> repo.StoredNegotiation:
+    try:
+        return repo.get_negotiation(negotiation_id, session=session)
+    except repo.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+
+@router.get(
+    "/{negotiation_id}", summary="One negotiation, as the purchaser sees it", responses=NOT_FOUND
+)
+async def read(negotiation_id: int, session: SessionDep) -> NegotiationOut:
+    return negotiation_out(_get(negotiation_id, session))
+
+
+@router.get("", summary="Negotiations, newest first, with filters and paging")
+async def list_negotiations(
+    session: SessionDep,
+    product_id: Annotated[int | None, Query(ge=1)] = None,
+    outcome: Literal["deal", "buyer_walked", "seller_walked", "deadline"] | None = None,
+    status_: Annotated[Literal["open", "finished"] | None, Query(alias="status")] = None,
+    seller: Annotated[str | None, Query(max_length=50, description="Seller strategy")] = None,
+    model_version: Annotated[int | None, Query(ge=0)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> NegotiationPage:
+    where = repo.NegotiationFilter(product_id, outcome, status_, seller, model_version)
+    items, total = repo.list_negotiations(session=session, where=where, limit=limit, offset=offset)
+    return NegotiationPage(
+        items=[negotiation_out(n) for n in items], total=total, limit=limit, offset=offset
+    )

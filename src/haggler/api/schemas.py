@@ -1,0 +1,205 @@
+"""Request and response bodies of the HTTP API (pydantic): validation happens here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from haggler.negotiation import DEFAULT_MAX_ROUNDS, MAX_PRICE
+from haggler.sellers import ALL_STRATEGIES
+
+# Exact money: a decimal with at most two places, positive and finite (NaN/inf are refused).
+Price = Annotated[
+    Decimal,
+    Field(gt=0, le=Decimal(int(MAX_PRICE)), max_digits=12, decimal_places=2, allow_inf_nan=False),
+]
+
+
+class ProductIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"name": "Pallet jack", "category": "warehouse", "list_price": "399.00"}]
+        },
+    )
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    category: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    list_price: Price
+
+
+class ProductOut(BaseModel):
+    id: int
+    name: str
+    category: str
+    list_price: Decimal
+
+
+class SimulatedSellerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["simulated"]
+    strategy: Literal[ALL_STRATEGIES] = "linear"  # type: ignore[valid-type]
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Fixes the persona's draw.")
+
+
+class ExternalSellerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["external"]
+    asking_price: Price = Field(description="The seller's opening ask per unit.")
+
+
+class NegotiationIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "product_id": 1,
+                    "quantity": 20,
+                    "max_unit_price": "270.00",
+                    "max_rounds": 10,
+                    "seller": {"kind": "simulated", "strategy": "tit_for_tat"},
+                },
+                {
+                    "product_id": 1,
+                    "quantity": 20,
+                    "max_unit_price": "270.00",
+                    "seller": {"kind": "external", "asking_price": "320.00"},
+                },
+            ]
+        },
+    )
+
+    product_id: int = Field(ge=1)
+    quantity: int = Field(1, ge=1, le=1_000_000)
+    max_unit_price: Price = Field(description="The buyer's hard limit; never shown to a seller.")
+    max_rounds: int = Field(DEFAULT_MAX_ROUNDS, ge=1, le=100)
+    seller: SimulatedSellerIn | ExternalSellerIn = Field(discriminator="kind")
+
+
+class SellerMoveIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"move": "counter", "price": "300.00"}, {"move": "accept"}]
+        },
+    )
+
+    move: Literal["accept", "counter", "walk_away"]
+    price: Price | None = Field(None, description="Required for a counter-offer, else omitted.")
+
+
+class TurnOut(BaseModel):
+    party: Literal["buyer", "seller"]
+    move: Literal["accept", "counter", "walk_away"]
+    price: Decimal | None
+    round: int
+
+
+class ResultOut(BaseModel):
+    outcome: str
+    deal_price: Decimal | None
+    savings_per_unit: Decimal
+    savings_total: Decimal
+    savings_pct: float
+    rounds: int
+
+
+class NegotiationOut(BaseModel):
+    """A negotiation as the purchaser sees it (the buyer's limit included)."""
+
+    id: int
+    product: ProductOut
+    quantity: int
+    max_unit_price: Decimal
+    max_rounds: int
+    seller_kind: str
+    seller_strategy: str | None
+    status: Literal["open", "finished"]
+    to_move: Literal["buyer", "seller"] | None
+    transcript: list[TurnOut]
+    result: ResultOut | None
+    reward: float | None
+    model_version: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class SellerViewOut(BaseModel):
+    """What an external seller may see of its own negotiation: never the buyer's limit."""
+
+    id: int
+    product: ProductOut
+    quantity: int
+    status: Literal["open", "finished"]
+    to_move: Literal["buyer", "seller"] | None
+    transcript: list[TurnOut]
+    outcome: str | None
+    deal_price: Decimal | None
+
+
+class ExternalStartOut(BaseModel):
+    seller_token: str = Field(description="Send as `Authorization: Bearer ...` with every move.")
+    negotiation: SellerViewOut
+
+
+class NegotiationPage(BaseModel):
+    items: list[NegotiationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Estimate(BaseModel):
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+class SummaryOut(BaseModel):
+    negotiations: int
+    finished: int
+    deals: int
+    deal_rate: Estimate
+    average_reward: Estimate
+    savings_total: Decimal
+    average_savings_pct: Estimate
+    average_rounds: Estimate
+
+
+class CheckpointOut(BaseModel):
+    name: str
+    negotiations: int
+    saved_at: datetime
+    size_bytes: int
+
+
+class TrainingOut(BaseModel):
+    enabled: bool
+    epsilon: float
+    model_version: int
+    replay_buffer_size: int
+    negotiations_trained: int
+    last_loss: float | None
+    last_checkpoint: str | None
+    checkpoint_error: str | None
+
+
+class TrainingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool
+
+
+class RestoreIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"checkpoint": "buyer_agent_n10_20231225_120000.pth"}]},
+    )
+
+    checkpoint: str = Field(min_length=1, max_length=500)
