@@ -250,9 +250,9 @@ async def seller_move(
         )
     move = Move(body.move)
     if move is Move.COUNTER and body.price is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "a counter-offer needs a price")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a counter-offer needs a price")
     if move is not Move.COUNTER and body.price is not None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{body.move} takes no price")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{body.move} takes no price")
     action = Action(move, float(body.price) if body.price is not None else None)
     state = stored.state
     try:
