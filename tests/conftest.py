@@ -19,6 +19,9 @@ from haggler.negotiation import (
     open_negotiation,
 )
 
+# The API tests' fixtures live in their own module, registered here for the whole suite.
+pytest_plugins = ["api_fixtures"]
+
 # The first example of a test may import torch or build a network; a per-example deadline would
 # turn that one-off cost into a flaky failure, and the suite's total time is watched anyway.
 settings.register_profile("haggler", deadline=None, print_blob=True)

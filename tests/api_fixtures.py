@@ -1,4 +1,5 @@
-"""An app on a temporary store and a small model, driven in-process over HTTP (TestClient)."""
+"""Fixtures for the API tests (a pytest plugin): an app on a temporary store and a small model,
+driven in-process over HTTP (TestClient)."""
 
 from __future__ import annotations
 
