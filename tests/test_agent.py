@@ -425,3 +425,59 @@ def test_loading_a_network_of_another_shape_in_place_is_refused(
     with pytest.raises(ModelFileError, match="from_file"):
         other.load_model(path)
     assert BuyerAgent.from_file(path).config.hidden_sizes == trained.config.hidden_sizes
+
+
+def test_the_optimiser_state_comes_back_with_the_model(
+    trained: BuyerAgent, tiny_config: DQNConfig, tmp_path: Path
+) -> None:
+    path = trained.save_model(tmp_path / "m.pth")
+    restored = BuyerAgent(tiny_config)
+    restored.load_model(path)
+    saved_state = trained.optimizer.state_dict()["state"]
+    loaded_state = restored.optimizer.state_dict()["state"]
+    assert saved_state.keys() == loaded_state.keys() and saved_state
+    for key, moments in saved_state.items():
+        torch.testing.assert_close(loaded_state[key]["exp_avg"], moments["exp_avg"])
+
+
+def test_a_refused_checkpoint_changes_nothing(
+    trained: BuyerAgent, agent: BuyerAgent, tmp_path: Path
+) -> None:
+    payload = torch.load(trained.save_model(tmp_path / "good.pth"), weights_only=True)
+    payload["optimizer"] = {"state": {}, "param_groups": []}  # damaged optimiser state
+    torch.save(payload, tmp_path / "damaged.pth")
+    observations = np.stack([o for o, _ in env_inputs(16)])
+    before = agent.q_values(observations).copy()
+    weights = [p.detach().clone() for p in agent.q_network.parameters()]
+    with pytest.raises(ModelFileError, match="damaged checkpoint"):
+        agent.load_model(tmp_path / "damaged.pth")
+    np.testing.assert_array_equal(agent.q_values(observations), before)
+    for old, new in zip(weights, agent.q_network.parameters(), strict=True):
+        torch.testing.assert_close(old, new.detach())
+
+
+def test_a_version_number_never_names_two_sets_of_weights(
+    agent: BuyerAgent, tmp_path: Path
+) -> None:
+    agent.add_transitions(one_step_problem())
+    agent.train_steps(2)
+    checkpoint = agent.save_model(tmp_path / "v1.pth")
+    assert agent.model_version == 1
+    agent.train_steps(2)
+    agent.train_steps(2)
+    assert agent.model_version == 3
+    agent.load_model(checkpoint)
+    assert agent.model_version == agent.snapshot.version == 1  # serving the old weights again
+    agent.train_steps(2)
+    assert agent.model_version == 4, "training on from a rollback gets a new number"
+    agent.save_model(tmp_path / "v4.pth")
+    assert BuyerAgent.from_file(tmp_path / "v4.pth").latest_version == 4
+
+
+def test_a_decision_reports_the_version_that_made_it(agent: BuyerAgent) -> None:
+    observation, mask = env_inputs(1)[0]
+    assert agent.act(observation, mask).model_version == agent.snapshot.version == 0
+    agent.add_transitions(one_step_problem())
+    agent.train_steps(1)
+    rng = np.random.default_rng(0)
+    assert agent.act(observation, mask, epsilon=0.5, rng=rng).model_version == 1

@@ -98,3 +98,12 @@ def test_a_file_that_is_not_a_checkpoint_cannot_be_restored(tmp_path: Path) -> N
     (folder / "buyer_agent_n10_20231225_120000.pth").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="not a readable model file"):
         resolve_checkpoint(folder, "buyer_agent_n10_20231225_120000.pth")
+
+
+def test_retention_keeps_the_newest_even_when_the_count_starts_again(
+    agent: BuyerAgent, tmp_path: Path
+) -> None:
+    folder = tmp_path / "checkpoints"
+    for i, n in enumerate((80, 90, 100, 10, 20)):  # a new store counts from zero again
+        save_checkpoint(agent, folder, negotiations=n, keep=3, now=START + timedelta(minutes=i))
+    assert [info.negotiations for info in list_checkpoints(folder)] == [100, 10, 20]

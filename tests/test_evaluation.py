@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from haggler.baselines import BASELINES
 from haggler.catalogue import SEED_CATALOGUE
@@ -77,7 +78,8 @@ def test_mean_ci_of_constant_and_empty_samples() -> None:
     constant = mean_ci([0.5, 0.5, 0.5])
     assert (constant.mean, constant.ci_low, constant.ci_high) == (0.5, 0.5, 0.5)
     single = mean_ci([0.7])
-    assert (single.mean, single.ci_low, single.ci_high) == (0.7, 0.7, 0.7)
+    assert single.mean == 0.7
+    assert math.isnan(single.ci_low) and math.isnan(single.ci_high), "one value has no interval"
     empty = mean_ci([])
     assert math.isnan(empty.mean)
 
@@ -156,7 +158,16 @@ def test_a_paired_test_finds_a_consistently_better_buyer() -> None:
     assert forward.surplus_diff.mean == pytest.approx(-backward.surplus_diff.mean)
     assert forward.p_value == pytest.approx(backward.p_value)
     assert forward.p_value < 0.05
+    surplus = [[p.normalised_surplus for p in side] for side in (better, worse)]
+    assert forward.p_value == pytest.approx(stats.ttest_rel(*surplus).pvalue)
     assert "better - worse" in str(forward)
+
+
+def test_a_paired_test_on_one_negotiation_claims_nothing() -> None:
+    test = paired_test("a", [played(70.0, reserve=60.0)], "b", [played(90.0, reserve=60.0)])
+    assert test.n == 1
+    assert math.isnan(test.p_value)
+    assert math.isnan(test.surplus_diff.ci_low) and math.isnan(test.surplus_diff.ci_high)
 
 
 def test_a_paired_test_skips_infeasible_negotiations() -> None:

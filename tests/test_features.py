@@ -135,3 +135,14 @@ def test_observations_track_time_left() -> None:
     assert second[names.index("rounds_left_share")] < first[names.index("rounds_left_share")]
     assert first[names.index("is_last_move")] == 0.0
     assert second[names.index("is_last_move")] == 1.0
+
+
+def test_every_legal_counter_is_accepted_by_the_protocol_even_for_an_unrounded_limit() -> None:
+    from haggler.negotiation import Party, Terms, apply_move, open_negotiation
+
+    terms = Terms(100.0, 100.006)
+    assert terms.buyer_limit == 100.01  # the limit is stored in cents
+    state = open_negotiation(terms, 150.0)
+    for move in BuyerMove:
+        if legal_moves(state)[move]:
+            apply_move(state, Party.BUYER, to_action(state, move))

@@ -107,3 +107,17 @@ def test_an_unknown_product_or_seller_is_refused(model_path: Path, tmp_path: Pat
     with pytest.raises(ValueError, match="unknown seller strategy"):
         service.negotiate(product="Hard hat, EN 397", buyer_limit=10, seller="nobody")
     service.close()
+
+
+def test_every_logged_decision_names_the_model_version_that_made_it(
+    model_path: Path, tmp_path: Path
+) -> None:
+    service = NegotiationService(
+        model_path, enable_training=True, settings=settings(tmp_path), seed=5
+    )
+    first = service.negotiate(product="Cordless drill 18 V", buyer_limit=130, seller="linear")
+    assert service.learner is not None and service.learner.wait_idle(30)
+    second = service.negotiate(product="Cordless drill 18 V", buyer_limit=130, seller="linear")
+    service.close()
+    assert {d.model_version for d in first.decisions} == {0}
+    assert {d.model_version for d in second.decisions} == {1}

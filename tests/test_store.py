@@ -220,3 +220,19 @@ def test_counters_survive_a_new_session(engine: Engine, session: Session) -> Non
     session.commit()
     with session_factory(engine)() as other:
         assert repo.get_counter("trained_negotiations", session=other) == 42
+
+
+def test_a_finished_negotiation_takes_no_more_moves(session: Session) -> None:
+    negotiation_id = _play_stored_negotiation(session)
+    finished = repo.get_negotiation(negotiation_id, session=session).state
+    # A stale writer that read the negotiation before it ended, at the same round count:
+    stale = open_negotiation(finished.terms, 1200.0)
+    stale = apply_move(stale, Party.BUYER, Action.counter(700.0))
+    stale = apply_move(stale, Party.SELLER, Action.counter(1100.0))
+    stale = apply_move(stale, Party.BUYER, Action.counter(800.0))
+    before_stale = repo.get_negotiation(negotiation_id, session=session)
+    after = apply_move(stale, Party.SELLER, Action.walk_away())
+    with pytest.raises(repo.Conflict):
+        repo.record_progress(negotiation_id, stale, after, session=session)
+    session.rollback()
+    assert repo.get_negotiation(negotiation_id, session=session).state == before_stale.state

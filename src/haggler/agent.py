@@ -52,6 +52,8 @@ class Decision(NamedTuple):
     move: BuyerMove
     propensity: float
     """Probability with which the behaviour policy took `move` (for off-policy evaluation)."""
+    model_version: int = 0
+    """Version of the weights that chose the move."""
 
 
 class Transitions(NamedTuple):
@@ -166,7 +168,10 @@ class BuyerAgent:
         self.replay_buffer = self._new_replay_buffer()
         self.gradient_steps = 0
         self.model_version = 0
-        """Counts published weight updates; saved with the model, so it survives restarts."""
+        """Version of the weights being served; saved with the model, so it survives restarts."""
+        self.latest_version = 0
+        """Highest version ever published here: a new one is always above it, even after a
+        rollback to an older checkpoint, so a version number never names two sets of weights."""
         self.metadata: dict[str, Any] = {}
         self.snapshot = PolicySnapshot.of(self.q_network, version=0)
 
@@ -194,12 +199,16 @@ class BuyerAgent:
         rng: np.random.Generator | None = None,
     ) -> Decision:
         """Choose a legal move: greedy when epsilon is 0, else epsilon-greedy with `rng`."""
-        q_values = self.snapshot.q_values(observation)
+        snapshot = self.snapshot  # read once: the learner may publish a new one meanwhile
+        q_values = snapshot.q_values(observation)
         if epsilon <= 0.0:
-            return Decision(BuyerMove(int(masked_greedy(q_values, action_mask))), 1.0)
+            move = BuyerMove(int(masked_greedy(q_values, action_mask)))
+            return Decision(move, 1.0, snapshot.version)
         if rng is None:
             raise ValueError("exploration needs a seeded random generator")
-        return epsilon_greedy(q_values, action_mask, epsilon, rng)
+        return epsilon_greedy(q_values, action_mask, epsilon, rng)._replace(
+            model_version=snapshot.version
+        )
 
     # -- learning ---------------------------------------------------------------------------
 
@@ -269,7 +278,8 @@ class BuyerAgent:
 
     def publish(self) -> None:
         """Swap in a fresh snapshot of the online network for acting, as a new model version."""
-        self.model_version += 1
+        self.latest_version = max(self.latest_version, self.model_version) + 1
+        self.model_version = self.latest_version
         self.snapshot = PolicySnapshot.of(self.q_network, version=self.model_version)
 
     # -- checkpoints ------------------------------------------------------------------------
@@ -279,6 +289,7 @@ class BuyerAgent:
         path = Path(path)
         self.metadata.update(metadata)
         self.metadata["model_version"] = self.model_version
+        self.metadata["latest_version"] = max(self.latest_version, self.model_version)
         payload = {
             "format": CHECKPOINT_FORMAT,
             "format_version": CHECKPOINT_VERSION,
@@ -308,14 +319,24 @@ class BuyerAgent:
                 f"this agent {self.config.hidden_sizes}; use BuyerAgent.from_file"
             )
         try:
-            self.q_network.load_state_dict(payload["q_network"])
-            self.target_network.load_state_dict(payload["target_network"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-            self.gradient_steps = int(payload["gradient_steps"])
-            self.metadata = dict(payload["metadata"])
-            self.model_version = int(self.metadata.get("model_version", 1))
+            # Everything is checked on scratch copies first: a refused file changes nothing.
+            q_network = _q_network(stored.hidden_sizes)
+            q_network.load_state_dict(payload["q_network"])
+            _q_network(stored.hidden_sizes).load_state_dict(payload["target_network"])
+            optimizer = torch.optim.Adam(q_network.parameters())
+            optimizer.load_state_dict(payload["optimizer"])
+            gradient_steps = int(payload["gradient_steps"])
+            metadata = dict(payload["metadata"])
+            version = int(metadata.get("model_version", 1))
+            latest = int(metadata.get("latest_version", version))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise ModelFileError(f"{path} is a damaged checkpoint ({error})") from None
+        self.q_network.load_state_dict(payload["q_network"])
+        self.target_network.load_state_dict(payload["target_network"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.gradient_steps, self.metadata = gradient_steps, metadata
+        self.model_version = version
+        self.latest_version = max(self.latest_version, latest)
         self.snapshot = PolicySnapshot.of(self.q_network, version=self.model_version)
 
     @classmethod

@@ -30,7 +30,7 @@ def checkpoint_name(negotiations: int, now: datetime) -> str:
 
 
 def list_checkpoints(directory: Path) -> list[CheckpointInfo]:
-    """The checkpoints in `directory`, oldest first (by negotiation count, then time)."""
+    """The checkpoints in `directory`, oldest first."""
     if not directory.is_dir():
         return []
     found = []
@@ -39,8 +39,14 @@ def list_checkpoints(directory: Path) -> list[CheckpointInfo]:
         if match is None or not path.is_file():
             continue
         saved_at = datetime.strptime(match["stamp"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
-        found.append(CheckpointInfo(path, int(match["n"]), saved_at, path.stat().st_size))
-    return sorted(found, key=lambda info: (info.negotiations, info.saved_at, info.path.name))
+        stat = path.stat()
+        found.append(
+            (stat.st_mtime_ns, CheckpointInfo(path, int(match["n"]), saved_at, stat.st_size))
+        )
+    # Write order, not the count in the name: a count that starts again (a new store) must not
+    # make the newest checkpoint look like the oldest.
+    found.sort(key=lambda item: (item[1].saved_at, item[0], item[1].path.name))
+    return [info for _, info in found]
 
 
 def save_checkpoint(

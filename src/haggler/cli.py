@@ -22,7 +22,14 @@ STRATEGY = click.Choice(ALL_STRATEGIES)
 
 
 def _settings() -> Settings:
-    return Settings()
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]).upper()
+        raise click.ClickException(f"setting {name}: {first['msg']}") from None
 
 
 def _load_agent(path: Path) -> Any:
@@ -45,7 +52,7 @@ def cli() -> None:
     "--seconds",
     type=click.FloatRange(min=1),
     default=None,
-    help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 150].",
+    help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 170].",
 )
 @click.option(
     "--env-steps",
@@ -86,6 +93,7 @@ def train(
     if if_missing and path.exists():
         click.echo(f"Model {path} exists; not training (remove it or drop --if-missing).")
         return
+    _check_writable(path)
     import torch
     from tqdm import tqdm
 
@@ -132,6 +140,19 @@ def train(
         f"Trained for {time.perf_counter() - started:.0f} s: {progress.episodes} negotiations, "
         f"{progress.gradient_steps} updates; wrote {path}"
     )
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, not after the whole training budget, if the model cannot be written there."""
+    if path.is_dir():
+        raise click.ClickException(f"{path} is a folder; give a file name for the model")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise click.ClickException(f"cannot write the model to {path}: {error.strerror}") from None
 
 
 @cli.command()

@@ -48,7 +48,9 @@ def mean_ci(values: Sequence[float] | np.ndarray) -> Estimate:
     if len(array) == 0:
         return Estimate(math.nan, math.nan, math.nan)
     mean = float(array.mean())
-    if len(array) < 2 or float(array.std()) == 0.0:
+    if len(array) < 2:  # one value says nothing about the spread
+        return Estimate(mean, math.nan, math.nan)
+    if float(array.std()) == 0.0:
         return Estimate(mean, mean, mean)
     half = float(stats.sem(array) * stats.t.ppf((1 + CONFIDENCE) / 2, len(array) - 1))
     return Estimate(mean, mean - half, mean + half)
@@ -144,8 +146,10 @@ def paired_test(
             if x.feasible
         ]
     )
-    if len(diffs) < 2 or float(diffs.std()) == 0.0:
-        p_value = 1.0 if len(diffs) == 0 or float(diffs.mean()) == 0.0 else 0.0
+    if len(diffs) < 2:
+        p_value = math.nan  # no test on fewer than two negotiations
+    elif float(diffs.std()) == 0.0:
+        p_value = 1.0 if float(diffs.mean()) == 0.0 else 0.0
     else:
         p_value = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     return PairedTest(a, b, mean_ci(diffs), p_value, len(diffs))

@@ -54,12 +54,16 @@ class OnlineLearner:
         self._lock = threading.Lock()  # training and restoring never interleave
         self._idle = threading.Event()
         self._idle.set()
+        self._pending = 0
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="haggler-learner", daemon=True)
         self._thread.start()
 
     def submit(self, negotiation_id: int, experiences: Transitions) -> None:
         """Queue one finished negotiation's transitions for training; returns immediately."""
-        self._idle.clear()
+        with self._pending_lock:
+            self._pending += 1
+            self._idle.clear()
         self._jobs.put((negotiation_id, experiences))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -88,8 +92,10 @@ class OnlineLearner:
             except Exception:  # one bad batch must not stop learning for good
                 log.exception("[Training] Failed to train on negotiation %d", job[0])
             finally:
-                if self._jobs.empty():
-                    self._idle.set()
+                with self._pending_lock:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.set()
 
     def _train_on(self, negotiation_id: int, experiences: Transitions) -> None:
         count = len(experiences.move)
@@ -102,12 +108,12 @@ class OnlineLearner:
             self.status.last_loss = loss
             log.info("[Training] Completed %d training steps, avg loss: %.4f", steps, loss)
         log.info("[Training] Replay buffer size: %d", self.agent.buffer_size)
-        self.status.negotiations += 1
-        if self.status.negotiations % self.config.save_interval == 0:
-            self._save()
+        n = self.status.negotiations + 1
+        if n % self.config.save_interval == 0:
+            self._save(n)
+        self.status.negotiations = n  # counted once everything for it is done, checkpoint too
 
-    def _save(self) -> None:
-        n = self.status.negotiations
+    def _save(self, n: int) -> None:
         try:
             path = save_checkpoint(
                 self.agent,

@@ -90,8 +90,9 @@ class Terms:
     quantity: int = 1
 
     def __post_init__(self) -> None:
-        money(self.list_price)
-        money(self.buyer_limit)
+        # Stored rounded to cents, so every price derived from them is exact too.
+        object.__setattr__(self, "list_price", money(self.list_price))
+        object.__setattr__(self, "buyer_limit", money(self.buyer_limit))
         if not 1 <= self.max_rounds <= 100:
             raise ProtocolError(f"max_rounds must be between 1 and 100, got {self.max_rounds}")
         if not 1 <= self.quantity <= 1_000_000:

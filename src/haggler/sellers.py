@@ -170,7 +170,7 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
 def _common(list_price: float, rng: np.random.Generator) -> dict[str, object]:
     """Reserve, opening ask and deadline shared by all strategies."""
     # Reserves from well below list (clearance) to close to it (scarce goods).
-    reserve = list_price * _uniform(rng, 0.5, 0.97)
+    reserve = math.ceil(list_price * _uniform(rng, 0.5, 0.97) * 100) / 100  # whole cents
     opening = max(list_price * _uniform(rng, 1.0, 1.3), reserve * 1.1)
     return {
         "list_price": list_price,

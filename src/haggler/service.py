@@ -113,7 +113,6 @@ class NegotiationService:
     def decide(self, state: NegotiationState) -> tuple[Decision, LoggedDecision]:
         """The agent's next move in `state`, and the log line for it."""
         observation, mask = observe(state), legal_moves(state)
-        snapshot_version = self.agent.snapshot.version
         decision = self.agent.act(observation, mask, epsilon=self.epsilon, rng=self.rng)
         logged = LoggedDecision(
             round=state.buyer_moves + 1,
@@ -121,7 +120,7 @@ class NegotiationService:
             action_mask=mask,
             move=int(decision.move),
             propensity=decision.propensity,
-            model_version=snapshot_version,
+            model_version=decision.model_version,
         )
         return decision, logged
 
