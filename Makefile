@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` (set up, train a starter model if none, run) and `make test`.
+# The two commands of the README: `make run` (set up, train a starter model if none, serve) and
+# `make test`.
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
@@ -14,9 +15,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The service on http://127.0.0.1:8000 (API docs at /docs), on an SQLite store in data/.
 run: setup
 	$(BIN)/haggler train --if-missing
-	$(BIN)/haggler evaluate --episodes 1000
+	$(BIN)/haggler serve
 
 test: setup
 	$(BIN)/pytest -q
