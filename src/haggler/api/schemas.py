@@ -18,6 +18,10 @@ Price = Annotated[
 ]
 
 
+MAX_ID = 2**31 - 1
+"""Ids are 32-bit integers in every supported database."""
+
+
 class ProductIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -75,7 +79,7 @@ class NegotiationIn(BaseModel):
         },
     )
 
-    product_id: int = Field(ge=1)
+    product_id: int = Field(ge=1, le=MAX_ID)
     quantity: int = Field(1, ge=1, le=1_000_000)
     max_unit_price: Price = Field(description="The buyer's hard limit; never shown to a seller.")
     max_rounds: int = Field(DEFAULT_MAX_ROUNDS, ge=1, le=100)

@@ -10,13 +10,14 @@ import secrets
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy.orm import Session
 
 from haggler.agent import negotiation_transitions
 from haggler.api.deps import RuntimeDep, SessionDep, TokenDep, hash_token
 from haggler.api.routes.catalogue import product_out
 from haggler.api.schemas import (
+    MAX_ID,
     ExternalStartOut,
     NegotiationIn,
     NegotiationOut,
@@ -44,6 +45,8 @@ from haggler.service import NegotiationService
 from haggler.store import repository as repo
 
 router = APIRouter(prefix="/api/negotiations", tags=["negotiations"])
+
+NegotiationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The negotiation's id.")]
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such negotiation."}}
 
@@ -229,7 +232,7 @@ def _seller_turn(
     },
 )
 async def seller_move(
-    negotiation_id: int,
+    negotiation_id: NegotiationId,
     body: SellerMoveIn,
     runtime: RuntimeDep,
     session: SessionDep,
@@ -278,18 +281,18 @@ def _get(negotiation_id: int, session: Session) -> repo.StoredNegotiation:
 @router.get(
     "/{negotiation_id}", summary="One negotiation, as the purchaser sees it", responses=NOT_FOUND
 )
-async def read(negotiation_id: int, session: SessionDep) -> NegotiationOut:
+async def read(negotiation_id: NegotiationId, session: SessionDep) -> NegotiationOut:
     return negotiation_out(_get(negotiation_id, session))
 
 
 @router.get("", summary="Negotiations, newest first, with filters and paging")
 async def list_negotiations(
     session: SessionDep,
-    product_id: Annotated[int | None, Query(ge=1)] = None,
+    product_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     outcome: Literal["deal", "buyer_walked", "seller_walked", "deadline"] | None = None,
     status_: Annotated[Literal["open", "finished"] | None, Query(alias="status")] = None,
     seller: Annotated[str | None, Query(max_length=50, description="Seller strategy")] = None,
-    model_version: Annotated[int | None, Query(ge=0)] = None,
+    model_version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> NegotiationPage:
