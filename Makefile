@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup run test lint bench bench-latency bench-agent clean
+.PHONY: setup run test lint bench bench-latency bench-agent bench-service clean
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,12 @@ lint: setup
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-bench: bench-latency bench-agent
+bench: bench-latency bench-agent bench-service
+
+# The service under wrk: 50 external-seller negotiations in flight, training off vs on.
+bench-service: setup
+	$(BIN)/haggler train --if-missing
+	$(BIN)/haggler bench-service
 
 # The agent's in-process decision latency for one observation (median and p99).
 bench-latency: setup

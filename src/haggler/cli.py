@@ -397,6 +397,91 @@ def serve(host: str | None, port: int | None) -> None:
     )
 
 
+@cli.command("bench-service")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model file [default: MODEL_PATH].",
+)
+@click.option(
+    "--seconds",
+    type=click.IntRange(5, 600),
+    default=20,
+    show_default=True,
+    help="Load duration of each run.",
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 1000),
+    default=50,
+    show_default=True,
+    help="Negotiations in flight at once.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="wrk threads (each a core's worth of client).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Runs per setting; medians are printed.",
+)
+def bench_service(
+    model_path: Path | None, seconds: int, connections: int, threads: int, repeats: int
+) -> None:
+    """Load-test the service with external-seller negotiations, training off and on (needs wrk)."""
+    from haggler.agent import read_checkpoint
+    from haggler.bench_service import run_once
+
+    path = model_path or _settings().model_path
+    read_checkpoint(path)
+    runs: dict[bool, list[Any]] = {False: [], True: []}
+    for repeat in range(repeats):
+        for training in (False, True):  # interleaved, so drift on a shared machine hits both
+            result = run_once(
+                path, training=training, seconds=seconds, connections=connections, threads=threads
+            )
+            runs[training].append(result)
+            click.echo(
+                f"run {repeat + 1} training {'on ' if training else 'off'}: "
+                f"{result.requests_per_second:7.0f} turns/s  p50 {result.p50_ms:6.2f} ms  "
+                f"p99 {result.p99_ms:6.2f} ms  ({result.requests} turns, {result.errors} errors)",
+                err=True,
+            )
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values)
+
+    off, on = runs[False], runs[True]
+    click.echo(
+        f"\n{connections} concurrent external-seller negotiations, {seconds} s a run, "
+        f"median of {repeats} runs, one server process on SQLite:"
+    )
+    click.echo(f"{'':22s} {'training off':>14s} {'training on':>14s} {'on/off':>8s}")
+    for label, attribute in (
+        ("turns per second", "requests_per_second"),
+        ("turn latency p50 (ms)", "p50_ms"),
+        ("turn latency p99 (ms)", "p99_ms"),
+    ):
+        a = median([getattr(r, attribute) for r in off])
+        b = median([getattr(r, attribute) for r in on])
+        click.echo(f"{label:22s} {a:14.2f} {b:14.2f} {b / a:8.2f}")
+    delays = [r.update_delay_median_s for r in on if r.update_delay_median_s is not None]
+    if delays:
+        click.echo(
+            f"negotiation end -> serving weights updated: median {median(delays):.3f} s "
+            "(target < 1 s)"
+        )
+    click.echo("targets: p99 < 15 ms, >= 500 turns/s, p99 on/off <= 1.3")
+
+
 @cli.command("bench-latency")
 @click.option(
     "--model",

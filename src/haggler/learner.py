@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from haggler.agent import BuyerAgent, Transitions
@@ -39,6 +41,8 @@ class LearnerStatus:
     last_checkpoint: Path | None = None
     checkpoint_error: str | None = None
     """The last failure to write a checkpoint; cleared by the next success."""
+    update_delays: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    """Seconds from a negotiation's hand-over to the serving weights trained on it (recent)."""
 
 
 class OnlineLearner:
@@ -50,7 +54,7 @@ class OnlineLearner:
         self.agent = agent
         self.config = config
         self.status = LearnerStatus(negotiations=negotiations_done)
-        self._jobs: queue.Queue[tuple[int, Transitions] | None] = queue.Queue()
+        self._jobs: queue.Queue[tuple[int, Transitions, float] | None] = queue.Queue()
         self._lock = threading.Lock()  # training and restoring never interleave
         self._idle = threading.Event()
         self._idle.set()
@@ -64,7 +68,7 @@ class OnlineLearner:
         with self._pending_lock:
             self._pending += 1
             self._idle.clear()
-        self._jobs.put((negotiation_id, experiences))
+        self._jobs.put((negotiation_id, experiences, time.perf_counter()))
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every submitted negotiation has been trained on (for tests and shutdown)."""
@@ -97,14 +101,15 @@ class OnlineLearner:
                     if self._pending == 0:
                         self._idle.set()
 
-    def _train_on(self, negotiation_id: int, experiences: Transitions) -> None:
+    def _train_on(self, negotiation_id: int, experiences: Transitions, submitted: float) -> None:
         count = len(experiences.move)
         log.info("[Training] Starting online training from negotiation %d", negotiation_id)
         log.info("[Training] Processing %d experiences", count)
         self.agent.add_transitions(experiences)
         steps = min(count, self.config.train_steps)
         if steps > 0:
-            loss = self.agent.train_steps(steps)
+            loss = self.agent.train_steps(steps)  # publishes the new serving snapshot
+            self.status.update_delays.append(time.perf_counter() - submitted)
             self.status.last_loss = loss
             log.info("[Training] Completed %d training steps, avg loss: %.4f", steps, loss)
         log.info("[Training] Replay buffer size: %d", self.agent.buffer_size)

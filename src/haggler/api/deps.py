@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -24,7 +24,13 @@ class Runtime:
     service: NegotiationService
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread
+# pool, and a session opened there while handlers use the database on the event loop deadlocked
+# under load (pool exhausted by sessions whose clean-up waited for the blocked loop). Database
+# work is short and synchronous, on the loop, one request at a time: SQLite has one writer anyway.
+
+
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -32,7 +38,7 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_session(runtime: RuntimeDep) -> Iterator[Session]:
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
     """One request, one transaction: committed by the handler, rolled back on any error."""
     with runtime.sessions() as session:
         try:
@@ -45,7 +51,7 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
@@ -59,7 +65,7 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def require_operator(runtime: RuntimeDep, token: TokenDep) -> None:
+async def require_operator(runtime: RuntimeDep, token: TokenDep) -> None:
     expected = runtime.settings.operator_token
     if token is None:
         raise HTTPException(

@@ -192,6 +192,9 @@ class TrainingOut(BaseModel):
     last_loss: float | None
     last_checkpoint: str | None
     checkpoint_error: str | None
+    update_delay_median_s: float | None = Field(
+        description="Median seconds from a negotiation's end to serving weights trained on it."
+    )
 
 
 class TrainingIn(BaseModel):

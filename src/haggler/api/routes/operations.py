@@ -64,6 +64,9 @@ def _training(runtime: RuntimeDep) -> TrainingOut:
         if learner_status and learner_status.last_checkpoint
         else None,
         checkpoint_error=learner_status.checkpoint_error if learner_status else None,
+        update_delay_median_s=float(np.median(learner_status.update_delays))
+        if learner_status and learner_status.update_delays
+        else None,
     )
 
 

@@ -1,0 +1,164 @@
+"""Load benchmark of the service: external-seller negotiations driven by wrk, training off vs on.
+
+The load comes from wrk (a C client, its own process) with a Lua script that plays the seller:
+each connection runs one negotiation after another, so `--connections` negotiations are in
+flight at once. The server is a real `haggler serve` on a fresh SQLite store per run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+# wrk keeps one Lua state per thread, not per connection: a response queues the next move of
+# its negotiation, and the next request of that thread (on whichever connection) sends it.
+SELLER_SCRIPT = r"""
+local pending = {}
+local started = 0
+
+local function start()
+  started = started + 1
+  return wrk.format("POST", "/api/negotiations", {["Content-Type"] = "application/json"},
+    '{"product_id": 1, "max_unit_price": "270.00", "max_rounds": 10,' ..
+    ' "seller": {"kind": "external", "asking_price": "320.00"}}')
+end
+
+request = function()
+  local move = table.remove(pending)
+  if move == nil then return start() end
+  return wrk.format("POST", "/api/negotiations/" .. move.id .. "/moves",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. move.token},
+    move.body)
+end
+
+response = function(status, headers, body)
+  if status >= 300 then return end
+  local token = string.match(body, '"seller_token":"([^"]+)"')
+  local id = string.match(body, '"id":(%d+)')
+  if token ~= nil then
+    tokens = tokens or {}
+    tokens[id] = token
+  else
+    token = tokens and tokens[id]
+  end
+  if token == nil or string.find(body, '"status":"finished"') then return end
+  -- The seller's last ask and the buyer's last offer: concede 4% a round, accept a close offer.
+  local ask, offer = 320.0, nil
+  for party, price in string.gmatch(body, '"party":"(%a+)","move":"counter","price":"([%d%.]+)"') do
+    if party == "seller" then ask = tonumber(price) else offer = tonumber(price) end
+  end
+  local body_out
+  if offer ~= nil and offer >= ask * 0.9 then
+    body_out = '{"move": "accept"}'
+  else
+    local next_ask = math.max(ask * 0.96, (offer or 0) + 0.05)
+    body_out = string.format('{"move": "counter", "price": "%.2f"}', next_ask)
+  end
+  table.insert(pending, {id = id, token = token, body = body_out})
+end
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    training: bool
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+    update_delay_median_s: float | None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _latency_ms(text: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f"wrk printed no {percentile}% latency:\n{text}")
+    value, unit = float(match[1]), match[2]
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def _get_json(url: str) -> dict[str, object]:
+    import json
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return dict(json.loads(answer.read()))
+
+
+def run_once(
+    model_path: Path, *, training: bool, seconds: int, connections: int, threads: int
+) -> LoadResult:
+    """Start a server on a fresh store, load it with wrk, stop it, and return the figures."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed: `apt-get install wrk`")
+    with tempfile.TemporaryDirectory(prefix="haggler-bench-") as folder:
+        work = Path(folder)
+        script = work / "seller.lua"
+        script.write_text(SELLER_SCRIPT)
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": f"sqlite:///{work / 'haggler.db'}",
+            "MODEL_PATH": str(model_path.resolve()),
+            "CHECKPOINT_DIR": str(work / "checkpoints"),
+            "ENABLE_TRAINING": "true" if training else "false",
+        }
+        haggler = Path(sys.executable).with_name("haggler")
+        server = subprocess.Popen(
+            [str(haggler), "serve", "--port", str(port)],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    _get_json(f"{url}/api/training")
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("the server did not start") from None
+                    time.sleep(0.2)
+            command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+            output = subprocess.run(
+                [*command, "-s", str(script), url], capture_output=True, text=True, check=True
+            ).stdout
+            status = _get_json(f"{url}/api/training")
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if rate is None or total is None:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    delay = status.get("update_delay_median_s")
+    return LoadResult(
+        training=training,
+        requests_per_second=float(rate[1]),
+        p50_ms=_latency_ms(output, "50"),
+        p99_ms=_latency_ms(output, "99"),
+        requests=int(total[1]),
+        errors=int(errors[1]) if errors else 0,
+        update_delay_median_s=float(delay) if isinstance(delay, int | float) else None,
+    )
