@@ -433,3 +433,53 @@ def test_checkpoints_restore_refuses_a_file_that_is_not_a_checkpoint(
     )
     assert_one_line_error(code, out, err, "not a readable model file")
     assert not (isolated / "models" / "buyer_agent.pth").exists()
+
+
+def test_negotiate_against_a_running_service_as_the_seller(
+    files: dict[str, Path], isolated: Path
+) -> None:
+    """A person plays the seller at the prompt against a real `haggler serve`."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = clean_environ() | {
+        "MODEL_PATH": str(files["model"]),
+        "DATABASE_URL": f"sqlite:///{isolated / 'h.db'}",
+    }
+    server = subprocess.Popen(
+        [str(HAGGLER), "serve", "--port", str(port)],
+        cwd=isolated,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:  # poll for readiness
+            try:
+                urllib.request.urlopen(f"{url}/api/products", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+        played = subprocess.run(
+            [str(HAGGLER), "negotiate", "--url", url, "--limit", "270", "--quantity", "3"],
+            input="0\n320\nnot-a-price\nwalk\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert played.returncode == 0, played.stderr
+    assert "refused: 422" in played.stdout  # the zero ask, then the word, are refused
+    assert played.stdout.count("refused") == 2
+    assert "buyer   offers" in played.stdout
+    assert "No deal (seller_walked)." in played.stdout

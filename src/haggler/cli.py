@@ -332,6 +332,11 @@ def _across_models(evaluations: list[Any]) -> dict[str, dict[str, float]]:
     show_default=True,
     help="Seeds the seller's hidden reserve, deadline and parameters.",
 )
+@click.option(
+    "--url",
+    default=None,
+    help="A running service (e.g. http://127.0.0.1:8000): you are the seller and type your moves.",
+)
 def negotiate(
     model_path: Path | None,
     seller: str,
@@ -340,14 +345,21 @@ def negotiate(
     rounds: int,
     quantity: int,
     seed: int,
+    url: str | None,
 ) -> None:
-    """Play one negotiation of the agent against a simulated seller and print the transcript."""
+    """Play one negotiation: the agent against a simulated seller (transcript printed), or with
+    --url against a running service where you play the seller."""
     from haggler.agent import AgentBuyer
     from haggler.negotiation import Terms, money, result
     from haggler.scenarios import Scenario, play
 
     item = find_product(product)
     buyer_limit = money(limit) if limit is not None else item.list_price
+    if url is not None:
+        from haggler.remote import play_seller
+
+        play_seller(url, item.name, buyer_limit, rounds, quantity)
+        return
     terms = Terms(item.list_price, buyer_limit, max_rounds=rounds, quantity=quantity)
     agent = _load_agent(model_path or _settings().model_path)
     played = play(Scenario(item, terms, seller, seed), AgentBuyer(agent))
