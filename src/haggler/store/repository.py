@@ -6,7 +6,6 @@ so that one request (or one negotiation step) is one transaction. Rows become do
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -235,20 +234,31 @@ def record_progress(
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
 
 
-def get_negotiation(negotiation_id: int, *, session: Session) -> StoredNegotiation:
+def get_negotiation(
+    negotiation_id: int, *, session: Session, with_decisions: bool = True
+) -> StoredNegotiation:
+    """One negotiation; `with_decisions=False` skips the decision log (a cheaper read)."""
     row = session.get(NegotiationRow, negotiation_id)
     if row is None:
         raise NotFound(f"no negotiation {negotiation_id}")
-    return _negotiation(row, session=session)
+    return _negotiation(row, session=session, with_decisions=with_decisions)
 
 
-def _negotiation(row: NegotiationRow, *, session: Session) -> StoredNegotiation:
+def _negotiation(
+    row: NegotiationRow, *, session: Session, with_decisions: bool = True
+) -> StoredNegotiation:
     turns = session.scalars(
         select(TurnRow).where(TurnRow.negotiation_id == row.id).order_by(TurnRow.seq)
     ).all()
-    decisions = session.scalars(
-        select(DecisionRow).where(DecisionRow.negotiation_id == row.id).order_by(DecisionRow.round)
-    ).all()
+    decisions = (
+        session.scalars(
+            select(DecisionRow)
+            .where(DecisionRow.negotiation_id == row.id)
+            .order_by(DecisionRow.round)
+        ).all()
+        if with_decisions
+        else []
+    )
     terms = Terms(
         float(row.list_price),
         float(row.buyer_limit),
@@ -383,13 +393,6 @@ def set_decision_reward(
         .where(DecisionRow.negotiation_id == negotiation_id, DecisionRow.round == round_)
         .values(reward=reward)
     )
-
-
-def verify_seller_token(negotiation_id: int, token_hash: str, *, session: Session) -> bool:
-    stored = session.scalar(
-        select(NegotiationRow.seller_token_hash).where(NegotiationRow.id == negotiation_id)
-    )
-    return stored is not None and hmac.compare_digest(stored.encode(), token_hash.encode())
 
 
 @dataclass(frozen=True)

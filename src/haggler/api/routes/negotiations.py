@@ -6,6 +6,8 @@ propensity and, at the end, the outcome are committed together before the answer
 
 from __future__ import annotations
 
+import dataclasses
+import hmac
 import secrets
 from typing import Annotated, Any, Literal
 
@@ -238,7 +240,7 @@ async def seller_move(
     session: SessionDep,
     token: TokenDep,
 ) -> SellerViewOut:
-    stored = _get(negotiation_id, session)
+    stored = _get(negotiation_id, session, with_decisions=False)
     if stored.seller.kind != "external":
         raise HTTPException(status.HTTP_409_CONFLICT, "this negotiation's seller is simulated")
     if token is None:
@@ -247,7 +249,8 @@ async def seller_move(
             "send the seller token as `Authorization: Bearer <token>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not repo.verify_seller_token(negotiation_id, hash_token(token), session=session):
+    expected = stored.seller.token_hash or ""
+    if not hmac.compare_digest(expected.encode(), hash_token(token).encode()):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "this seller token is not for this negotiation"
         )
@@ -261,19 +264,22 @@ async def seller_move(
     try:
         state = _seller_turn(negotiation_id, state, action, session=session)
         if not state.is_over:
-            _buyer_turn(runtime.service, negotiation_id, state, session=session)
+            state = _buyer_turn(runtime.service, negotiation_id, state, session=session)
     except repo.Conflict as error:
         session.rollback()
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     session.commit()
-    stored = repo.get_negotiation(negotiation_id, session=session)
-    _learn(runtime.service, stored)
-    return seller_view(stored)
+    if state.is_over:  # the learner needs the decisions with their rewards, as stored
+        _learn(runtime.service, repo.get_negotiation(negotiation_id, session=session))
+    # The answer is built from the state just committed: no second read of the negotiation.
+    return seller_view(dataclasses.replace(stored, state=state))
 
 
-def _get(negotiation_id: int, session: Session) -> repo.StoredNegotiation:
+def _get(
+    negotiation_id: int, session: Session, *, with_decisions: bool = True
+) -> repo.StoredNegotiation:
     try:
-        return repo.get_negotiation(negotiation_id, session=session)
+        return repo.get_negotiation(negotiation_id, session=session, with_decisions=with_decisions)
     except repo.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
