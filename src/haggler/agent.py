@@ -160,8 +160,9 @@ class BuyerAgent:
 
     def __init__(self, config: DQNConfig | None = None) -> None:
         self.config = config or DQNConfig()
-        torch.manual_seed(self.config.seed)
-        self.q_network = _q_network(self.config.hidden_sizes)
+        with torch.random.fork_rng():  # seed the initial weights without touching global state
+            torch.manual_seed(self.config.seed)
+            self.q_network = _q_network(self.config.hidden_sizes)
         self.target_network = _q_network(self.config.hidden_sizes)
         self.target_network.load_state_dict(self.q_network.state_dict())
         self.optimizer = torch.optim.Adam(self.q_network.parameters(), lr=self.config.learning_rate)

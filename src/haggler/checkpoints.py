@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from haggler.agent import BuyerAgent, ModelFileError, read_checkpoint
+from haggler.agent import BuyerAgent, ModelFileError, atomic_write, read_checkpoint
 
 CHECKPOINT_PATTERN = re.compile(r"^buyer_agent_n(?P<n>\d+)_(?P<stamp>\d{8}_\d{6})\.pth$")
 
@@ -67,8 +67,8 @@ def save_checkpoint(
     try:
         directory.mkdir(parents=True, exist_ok=True)
         agent.save_model(path, negotiations=negotiations)
-        if main_path is not None:
-            agent.save_model(main_path, negotiations=negotiations)
+        if main_path is not None:  # the same bytes, written atomically as the main model
+            atomic_write(main_path, path.read_bytes())
     except OSError as error:
         raise CheckpointError(
             f"cannot write checkpoint to {directory}: {error.strerror or error}"

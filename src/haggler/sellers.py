@@ -61,6 +61,11 @@ class SimulatedSeller(ABC):
     def next_ask(self, state: NegotiationState, reply: int) -> float:
         """The ask this seller would make in its `reply`-th answer (1-based), before flooring."""
 
+    def time_based_ask(self, reply: int, beta: float) -> float:
+        """From the opening to the reserve by the deadline along t^(1/beta) (Faratin et al.)."""
+        progress = float(min(1.0, reply / self.deadline) ** (1.0 / beta))
+        return self.reserve + (self.opening - self.reserve) * (1.0 - progress)
+
 
 @dataclass
 class TimeBasedSeller(SimulatedSeller):
@@ -74,8 +79,7 @@ class TimeBasedSeller(SimulatedSeller):
     """Standard deviation of multiplicative noise on each ask (noisy variants)."""
 
     def next_ask(self, state: NegotiationState, reply: int) -> float:
-        progress = float(min(1.0, reply / self.deadline) ** (1.0 / self.beta))
-        ask = self.reserve + (self.opening - self.reserve) * (1.0 - progress)
+        ask = self.time_based_ask(reply, self.beta)
         if self.noise:
             ask *= 1.0 + self.noise * float(self.rng.standard_normal())
         return ask
@@ -128,9 +132,7 @@ class DeadlineReciprocalSeller(ReciprocalSeller):
     beta: float = 1.0
 
     def next_ask(self, state: NegotiationState, reply: int) -> float:
-        progress = float(min(1.0, reply / self.deadline) ** (1.0 / self.beta))
-        by_time = self.reserve + (self.opening - self.reserve) * (1.0 - progress)
-        return min(by_time, super().next_ask(state, reply))
+        return min(self.time_based_ask(reply, self.beta), super().next_ask(state, reply))
 
 
 @dataclass
