@@ -10,13 +10,18 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from haggler.catalogue import SEED_CATALOGUE, find_product
 from haggler.config import DQNConfig, Settings
 from haggler.sellers import ALL_STRATEGIES, HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+
+if TYPE_CHECKING:  # heavy imports (torch) happen inside the commands that need them
+    from haggler.agent import BuyerAgent
+    from haggler.bench_service import LoadResult
+    from haggler.evaluation import Evaluation
 
 STRATEGY = click.Choice(ALL_STRATEGIES)
 
@@ -32,7 +37,7 @@ def _settings() -> Settings:
         raise click.ClickException(f"setting {name}: {first['msg']}") from None
 
 
-def _load_agent(path: Path) -> Any:
+def _load_agent(path: Path) -> BuyerAgent:
     import torch
 
     from haggler.agent import BuyerAgent
@@ -216,7 +221,7 @@ def evaluate(
         suites["held_out"] = scenario_suite(
             episodes, suite_seed + 1, HELD_OUT_STRATEGIES, max_rounds
         )
-    results: dict[str, list[Any]] = {
+    results: dict[str, list[Evaluation]] = {
         name: [run_evaluation(agent, BASELINES, suite) for agent in agents]
         for name, suite in suites.items()
     }
@@ -247,9 +252,8 @@ def evaluate(
             f"{', '.join(evaluation.strategies)}"
         )
         click.echo(format_evaluation(evaluation, title) + "\n")
-    for path, evaluation in zip(paths, results.get("held_out", [None] * len(paths)), strict=True):
-        if evaluation is None:
-            break
+    # Without --strategy there is a second suite, of the family kept out of training.
+    for path, evaluation in zip(paths, results.get("held_out", []), strict=False):
         title = (
             f"Model {path}: {episodes} negotiations against the seller family kept out of "
             f"training ({', '.join(HELD_OUT_STRATEGIES)})"
@@ -263,7 +267,7 @@ def evaluate(
                 click.echo(f"  {key:34s} {value['mean']:+.3f} ± {value['sd']:.3f}")
 
 
-def _across_models(evaluations: list[Any]) -> dict[str, dict[str, float]]:
+def _across_models(evaluations: list[Evaluation]) -> dict[str, dict[str, float]]:
     figures = {
         "agent surplus": [e.reports["agent"].normalised_surplus.mean for e in evaluations],
         "agent agreement": [e.reports["agent"].agreement_rate_feasible.mean for e in evaluations],
@@ -454,7 +458,7 @@ def bench_service(
 
     path = model_path or _settings().model_path
     read_checkpoint(path)
-    runs: dict[bool, list[Any]] = {False: [], True: []}
+    runs: dict[bool, list[LoadResult]] = {False: [], True: []}
     for repeat in range(repeats):
         for training in (False, True):  # interleaved, so drift on a shared machine hits both
             result = run_once(
