@@ -17,6 +17,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
+from haggler.agent import LoggedDecision
 from haggler.catalogue import SEED_CATALOGUE, Product
 from haggler.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
 from haggler.store import repository as repo
@@ -96,8 +97,8 @@ def test_unknown_ids_are_not_found(session: Session) -> None:
         repo.get_product(12345, session=session)
 
 
-def _decision(round_: int, reward: float | None) -> repo.StoredDecision:
-    return repo.StoredDecision(
+def _decision(round_: int, reward: float | None) -> LoggedDecision:
+    return LoggedDecision(
         round=round_,
         observation=np.full(17, 0.5 + round_, dtype=np.float32),
         action_mask=np.ones(8, dtype=bool),

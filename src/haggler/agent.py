@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -68,19 +68,22 @@ class Transitions(NamedTuple):
     terminated: np.ndarray  # (B,) bool
 
 
-class LoggedMove(Protocol):
-    """What a logged buyer decision must hold to become an experience."""
+@dataclasses.dataclass(frozen=True)
+class LoggedDecision:
+    """One buyer decision as served: what it saw, what it did, with what probability, by which
+    model version, and (once the seller has answered) the reward it earned."""
 
-    @property
-    def observation(self) -> np.ndarray: ...
-    @property
-    def action_mask(self) -> np.ndarray: ...
-    @property
-    def move(self) -> int: ...
+    round: int
+    observation: np.ndarray
+    action_mask: np.ndarray
+    move: int
+    propensity: float
+    model_version: int
+    reward: float | None = None
 
 
 def negotiation_transitions(
-    decisions: Sequence[LoggedMove], rewards: Sequence[float], final_state: NegotiationState
+    decisions: Sequence[LoggedDecision], rewards: Sequence[float], final_state: NegotiationState
 ) -> Transitions:
     """One negotiation's experiences: each decision leads to the next, the last to the end."""
     n = len(decisions)

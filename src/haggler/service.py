@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from haggler.agent import BuyerAgent, Decision, Transitions, negotiation_transitions
+from haggler.agent import (
+    BuyerAgent,
+    Decision,
+    LoggedDecision,
+    Transitions,
+    negotiation_transitions,
+)
 from haggler.catalogue import Product, find_product
 from haggler.config import Settings
 from haggler.features import legal_moves, observe, to_action
@@ -34,18 +40,6 @@ from haggler.negotiation import (
     step_reward,
 )
 from haggler.sellers import make_seller
-
-
-@dataclass(frozen=True)
-class LoggedDecision:
-    """One buyer decision as served: what it saw, what it did, and with what probability."""
-
-    round: int
-    observation: np.ndarray
-    action_mask: np.ndarray
-    move: int
-    propensity: float
-    model_version: int
 
 
 @dataclass

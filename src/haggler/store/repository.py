@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from haggler.agent import Transitions, negotiation_transitions
+from haggler.agent import LoggedDecision, Transitions, negotiation_transitions
 from haggler.catalogue import SEED_CATALOGUE, Product
 from haggler.negotiation import (
     Action,
@@ -112,17 +112,6 @@ class SellerInfo:
 
 
 @dataclass(frozen=True)
-class StoredDecision:
-    round: int
-    observation: np.ndarray
-    action_mask: np.ndarray
-    move: int
-    propensity: float
-    model_version: int
-    reward: float | None
-
-
-@dataclass(frozen=True)
 class StoredNegotiation:
     id: int
     product: StoredProduct
@@ -132,7 +121,7 @@ class StoredNegotiation:
     reward: float | None
     created_at: datetime
     finished_at: datetime | None
-    decisions: tuple[StoredDecision, ...]
+    decisions: tuple[LoggedDecision, ...]
 
 
 def create_negotiation(
@@ -187,7 +176,7 @@ def record_progress(
     after: NegotiationState,
     *,
     session: Session,
-    decision: StoredDecision | None = None,
+    decision: LoggedDecision | None = None,
     reward: float | None = None,
 ) -> None:
     """Store the moves that took `before` to `after`, the buyer's decision (if any) and, once
@@ -277,7 +266,7 @@ def _negotiation(
         created_at=row.created_at,
         finished_at=row.finished_at,
         decisions=tuple(
-            StoredDecision(
+            LoggedDecision(
                 d.round,
                 np.asarray(d.observation, dtype=np.float32),
                 np.asarray(d.action_mask, dtype=bool),

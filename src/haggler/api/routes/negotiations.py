@@ -120,17 +120,13 @@ def _buyer_turn(
     decision, logged = service.decide(state)
     after = apply_move(state, Party.BUYER, to_action(state, decision.move))
     reward = step_reward(after) if after.is_over else None
-    stored = repo.StoredDecision(
-        logged.round,
-        logged.observation,
-        logged.action_mask,
-        logged.move,
-        logged.propensity,
-        logged.model_version,
-        reward,
-    )
     repo.record_progress(
-        negotiation_id, state, after, session=session, decision=stored, reward=_return(after)
+        negotiation_id,
+        state,
+        after,
+        session=session,
+        decision=dataclasses.replace(logged, reward=reward),
+        reward=_return(after),
     )
     return after
 
