@@ -9,6 +9,7 @@ import torch
 from hypothesis import settings
 from hypothesis import strategies as st
 
+from haggler.catalogue import SEED_CATALOGUE
 from haggler.config import DQNConfig
 from haggler.negotiation import (
     Action,
@@ -18,6 +19,7 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
+from haggler.scenarios import Played, Scenario
 
 # The API tests' fixtures live in their own module, registered here for the whole suite.
 pytest_plugins = ["api_fixtures"]
@@ -58,6 +60,18 @@ def opened(
         list_price=list_price, buyer_limit=limit, max_rounds=max_rounds, quantity=quantity
     )
     return open_negotiation(terms, ask)
+
+
+def played_at(price: float | None, *, limit: float = 100.0, reserve: float = 60.0) -> Played:
+    """A finished negotiation: the buyer offered `price` and the seller took it (None: walked)."""
+    terms = Terms(list_price=100.0, buyer_limit=limit, max_rounds=10)
+    state = open_negotiation(terms, 120.0)
+    if price is None:
+        state = apply_move(state, Party.BUYER, Action.walk_away())
+    else:
+        state = apply_move(state, Party.BUYER, Action.counter(price))
+        state = apply_move(state, Party.SELLER, Action.accept())
+    return Played(Scenario(SEED_CATALOGUE[0], terms, "linear", 0), state, reserve)
 
 
 def cents(value: float) -> float:

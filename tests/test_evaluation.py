@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import played_at
 from haggler.baselines import BASELINES
-from haggler.catalogue import SEED_CATALOGUE
 from haggler.evaluation import (
     Evaluation,
     evaluate,
@@ -24,12 +24,8 @@ from haggler.evaluation import (
 from haggler.negotiation import (
     Action,
     NegotiationState,
-    Party,
-    Terms,
-    apply_move,
-    open_negotiation,
 )
-from haggler.scenarios import Buyer, Played, Scenario, play, scenario_suite
+from haggler.scenarios import Buyer, play, scenario_suite
 from haggler.sellers import TRAINING_STRATEGIES
 
 BY_NAME = {baseline.name: baseline for baseline in BASELINES}
@@ -109,26 +105,13 @@ def test_proportion_ci_without_trials_is_undefined() -> None:
 
 # -- summaries --------------------------------------------------------------------------------
 
-CHAIR = SEED_CATALOGUE[0]
-
-
-def played(price: float | None, reserve: float, limit: float = 100.0) -> Played:
-    terms = Terms(list_price=100.0, buyer_limit=limit, max_rounds=10)
-    state = open_negotiation(terms, 120.0)
-    if price is None:
-        state = apply_move(state, Party.BUYER, Action.walk_away())
-    else:
-        state = apply_move(state, Party.BUYER, Action.counter(price))
-        state = apply_move(state, Party.SELLER, Action.accept())
-    return Played(Scenario(CHAIR, terms, "linear", 0), state, reserve)
-
 
 def test_surplus_and_agreement_are_measured_on_feasible_negotiations_only() -> None:
     runs = [
-        played(80.0, reserve=60.0),  # surplus 0.5
-        played(70.0, reserve=60.0),  # surplus 0.75
-        played(None, reserve=60.0),  # feasible, no deal: surplus 0
-        played(None, reserve=150.0),  # infeasible: ignored
+        played_at(80.0),  # surplus 0.5
+        played_at(70.0),  # surplus 0.75
+        played_at(None),  # feasible, no deal: surplus 0
+        played_at(None, reserve=150.0),  # infeasible: ignored
     ]
     report = summarise("buyer", runs)
     assert (report.negotiations, report.feasible) == (4, 3)
@@ -150,8 +133,16 @@ def test_a_paired_test_of_a_buyer_against_itself_finds_no_difference() -> None:
 
 
 def test_a_paired_test_finds_a_consistently_better_buyer() -> None:
-    better = [played(70.0, reserve=60.0), played(75.0, reserve=60.0), played(72.0, reserve=60.0)]
-    worse = [played(90.0, reserve=60.0), played(99.0, reserve=60.0), played(91.0, reserve=60.0)]
+    better = [
+        played_at(70.0),
+        played_at(75.0),
+        played_at(72.0),
+    ]
+    worse = [
+        played_at(90.0),
+        played_at(99.0),
+        played_at(91.0),
+    ]
     forward = paired_test("better", better, "worse", worse)
     backward = paired_test("worse", worse, "better", better)
     assert forward.surplus_diff.mean > 0 > backward.surplus_diff.mean
@@ -164,15 +155,23 @@ def test_a_paired_test_finds_a_consistently_better_buyer() -> None:
 
 
 def test_a_paired_test_on_one_negotiation_claims_nothing() -> None:
-    test = paired_test("a", [played(70.0, reserve=60.0)], "b", [played(90.0, reserve=60.0)])
+    test = paired_test("a", [played_at(70.0)], "b", [played_at(90.0)])
     assert test.n == 1
     assert math.isnan(test.p_value)
     assert math.isnan(test.surplus_diff.ci_low) and math.isnan(test.surplus_diff.ci_high)
 
 
 def test_a_paired_test_skips_infeasible_negotiations() -> None:
-    a = [played(70.0, reserve=60.0), played(None, reserve=150.0), played(80.0, reserve=60.0)]
-    b = [played(80.0, reserve=60.0), played(None, reserve=150.0), played(90.0, reserve=60.0)]
+    a = [
+        played_at(70.0),
+        played_at(None, reserve=150.0),
+        played_at(80.0),
+    ]
+    b = [
+        played_at(80.0),
+        played_at(None, reserve=150.0),
+        played_at(90.0),
+    ]
     assert paired_test("a", a, "b", b).n == 2
 
 

@@ -5,19 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import played_at
 from haggler.baselines import BASELINES
 from haggler.catalogue import SEED_CATALOGUE
-from haggler.negotiation import (
-    Action,
-    Party,
-    Terms,
-    apply_move,
-    open_negotiation,
-)
 from haggler.scenarios import (
     MAX_ROUNDS_RANGE,
-    Played,
-    Scenario,
     draw_scenario,
     play,
     scenario_suite,
@@ -87,17 +79,6 @@ def test_play_runs_a_negotiation_to_its_end(baseline: object) -> None:
         assert 0.0 <= played.normalised_surplus <= 1.0
         if played.state.deal_price is None:
             assert played.normalised_surplus == 0.0
-
-
-def played_at(price: float | None, *, limit: float = 100.0, reserve: float = 60.0) -> Played:
-    terms = Terms(list_price=100.0, buyer_limit=limit, max_rounds=10)
-    state = open_negotiation(terms, 120.0)
-    if price is None:
-        state = apply_move(state, Party.BUYER, Action.walk_away())
-    else:
-        state = apply_move(state, Party.BUYER, Action.counter(price))
-        state = apply_move(state, Party.SELLER, Action.accept())
-    return Played(Scenario(CHAIR, terms, "linear", 0), state, reserve)
 
 
 @pytest.mark.parametrize(
