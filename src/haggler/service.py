@@ -19,7 +19,6 @@ import numpy as np
 
 from haggler.agent import (
     BuyerAgent,
-    Decision,
     LoggedDecision,
     Transitions,
     negotiation_transitions,
@@ -104,11 +103,11 @@ class NegotiationService:
         """Exploration rate: EPSILON while training, 0 (greedy) when not."""
         return self.settings.epsilon if self.enable_training else 0.0
 
-    def decide(self, state: NegotiationState) -> tuple[Decision, LoggedDecision]:
-        """The agent's next move in `state`, and the log line for it."""
+    def decide(self, state: NegotiationState) -> LoggedDecision:
+        """The agent's next move in `state`, as the log records it (propensity, version)."""
         observation, mask = observe(state), legal_moves(state)
         decision = self.agent.act(observation, mask, epsilon=self.epsilon, rng=self.rng)
-        logged = LoggedDecision(
+        return LoggedDecision(
             round=state.buyer_moves + 1,
             observation=observation,
             action_mask=mask,
@@ -116,7 +115,6 @@ class NegotiationService:
             propensity=decision.propensity,
             model_version=decision.model_version,
         )
-        return decision, logged
 
     def negotiate(
         self,
@@ -136,8 +134,8 @@ class NegotiationService:
         state = open_negotiation(terms, simulated.opening_ask())
         record = NegotiationRecord(next(self._ids), item, seller, state)
         while not state.is_over:
-            decision, logged = self.decide(state)
-            state = apply_move(state, Party.BUYER, to_action(state, decision.move))
+            logged = self.decide(state)
+            state = apply_move(state, Party.BUYER, to_action(state, logged.move))
             if not state.is_over:
                 state = apply_move(state, Party.SELLER, simulated.respond(state))
             record.decisions.append(logged)

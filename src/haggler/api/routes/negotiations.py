@@ -117,8 +117,8 @@ def _buyer_turn(
     service: NegotiationService, negotiation_id: int, state: NegotiationState, *, session: Session
 ) -> NegotiationState:
     """The agent moves; its decision is stored with the move (its reward comes with the answer)."""
-    decision, logged = service.decide(state)
-    after = apply_move(state, Party.BUYER, to_action(state, decision.move))
+    logged = service.decide(state)
+    after = apply_move(state, Party.BUYER, to_action(state, logged.move))
     reward = step_reward(after) if after.is_over else None
     repo.record_progress(
         negotiation_id,
