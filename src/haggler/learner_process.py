@@ -11,9 +11,11 @@ serving process (`LEARNER=thread`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import secrets
 import threading
 import time
 from datetime import UTC, datetime
@@ -29,6 +31,10 @@ from haggler.learner import LearnerConfig, OnlineLearner
 from haggler.store import repository as repo
 
 log = logging.getLogger("haggler.training")
+
+LEASE_SECONDS = 6.0
+"""How long a learner's claim on the store lasts without renewal (it renews at half of it): a
+learner that died is replaced by one standing by within this time."""
 
 
 class StoreLearner:
@@ -61,6 +67,9 @@ class StoreLearner:
         self.version: int | None = None
         """The serving version this learner last published or followed."""
         self._last_tidy = 0.0
+        self.learner_id = secrets.randbelow(2**31 - 1) + 1
+        self._lease_until = 0.0
+        self._standing_by = False
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -76,9 +85,10 @@ class StoreLearner:
             )
         if experiences is not None:
             self.agent.add_transitions(experiences)
-        with self.sessions() as session:  # the restart shows in the history
-            self._record(session, enabled=False, losses=[], checkpoint=None)
-            session.commit()
+        if self.holds_lease():
+            with self.sessions() as session:  # the restart shows in the history
+                self._record(session, enabled=False, losses=[], checkpoint=None)
+                session.commit()
         log.info(
             "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
             "%d negotiations trained on",
@@ -109,8 +119,36 @@ class StoreLearner:
             log.info("[Training] Learning on from model version %d (%s)", serving, stored.source)
         self.version = serving
 
+    def holds_lease(self) -> bool:
+        """Whether this is the store's one learner: claim or renew the lease when it runs low."""
+        now = time.time()
+        if self._lease_until - now > LEASE_SECONDS / 2:
+            return True
+        with self.sessions() as session:
+            held = repo.claim_learner_lease(
+                self.learner_id, session=session, now=now, seconds=LEASE_SECONDS
+            )
+            session.commit()
+        if held:
+            self._lease_until = now + LEASE_SECONDS
+            if self._standing_by:
+                log.info("[Training] Took over as the store's learner")
+        elif not self._standing_by:
+            log.info("[Training] Another learner holds the store; standing by")
+        self._standing_by = not held
+        return held
+
+    def release(self) -> None:
+        """Give up the lease (a clean stop): a learner standing by takes over at once."""
+        with self.sessions() as session:
+            repo.release_learner_lease(self.learner_id, session=session)
+            session.commit()
+        self._lease_until = 0.0
+
     def step(self) -> int:
         """Take in the negotiations that finished since the last step; return how many."""
+        if not self.holds_lease():
+            return 0
         with self.sessions() as session:
             enabled = repo.get_counter(repo.TRAINING_ENABLED, session=session) == 1
             self._follow(session, repo.serving_version(session=session))
@@ -187,21 +225,25 @@ class StoreLearner:
         Steps start at most every `poll_seconds`: under load each one takes in everything that
         finished meanwhile, so the writes to the store stay few whatever the traffic."""
         self.start()
-        while not stop.is_set():
-            if parent_pid is not None and os.getppid() != parent_pid:
-                log.info("[Training] The service stopped; the learner stops too")
-                return
-            started = time.monotonic()
-            try:
-                self.step()
-                self._tidy_store()
-            except OperationalError as error:  # a busy or restarting database: try again
-                log.warning("[Training] Store unavailable (%s); retrying", error.orig)
-                stop.wait(1.0)
-            except Exception:  # one bad negotiation must not stop learning for good
-                log.exception("[Training] Learner step failed")
-                stop.wait(1.0)
-            stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+        try:
+            while not stop.is_set():
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    log.info("[Training] The service stopped; the learner stops too")
+                    return
+                started = time.monotonic()
+                try:
+                    self.step()
+                    self._tidy_store()
+                except OperationalError as error:  # a busy or restarting database: try again
+                    log.warning("[Training] Store unavailable (%s); retrying", error.orig)
+                    stop.wait(1.0)
+                except Exception:  # one bad negotiation must not stop learning for good
+                    log.exception("[Training] Learner step failed")
+                    stop.wait(1.0)
+                stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+        finally:
+            with contextlib.suppress(OperationalError):
+                self.release()
 
     def _tidy_store(self) -> None:
         """On SQLite, fold the write-ahead log into the database now and then, here rather than
