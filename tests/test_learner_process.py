@@ -14,7 +14,7 @@ from haggler import model_versions
 from haggler.api.app import create_app
 from haggler.checkpoints import list_checkpoints
 from haggler.config import Settings
-from haggler.learner_process import StoreLearner
+from haggler.learner_process import LearnerProcess, StoreLearner
 from haggler.store import repository as repo
 from haggler.store.database import make_engine, session_factory
 from test_api_operations import OPERATOR, play, wait_for
@@ -156,3 +156,21 @@ def test_one_learner_at_a_time_and_a_standby_takes_over_when_it_stops(
         play(client, 1)
         assert second.step() == 1
         assert first.step() == 0
+
+
+def test_a_learner_process_that_dies_is_started_again(
+    external: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LearnerProcess, "RESTART_AFTER", 0.0)
+    process = LearnerProcess(external)
+    try:
+        assert process.alive()
+        assert process._process is not None
+        process._process.kill()
+        process._process.wait()
+        assert not process.alive()
+        process.keep_alive()
+        assert process.alive() and process.restarts == 1
+    finally:
+        process.stop()
+    assert not process.alive()

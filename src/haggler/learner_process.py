@@ -16,6 +16,9 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler import model_versions
 from haggler.agent import BuyerAgent, ModelFileError, PolicySnapshot
-from haggler.config import Settings
+from haggler.config import Settings, settings_environment
 from haggler.learner import LearnerConfig, OnlineLearner
 from haggler.store import repository as repo
 
@@ -254,3 +257,47 @@ class StoreLearner:
         self._last_tidy = now
         with self.sessions() as session:
             repo.checkpoint_write_ahead_log(session=session)
+
+
+class LearnerProcess:
+    """`haggler learn` as a child of the serving process, restarted if it dies."""
+
+    RESTART_AFTER = 5.0
+    """Seconds between restarts of a learner that keeps dying (its error is in the log)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self.restarts = 0
+        self.start()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "haggler", "learn", "--parent", str(os.getpid())],
+            env={**os.environ, **settings_environment(self.settings)},
+        )
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def keep_alive(self) -> None:
+        """Start the learner again if it died (not more often than every RESTART_AFTER s)."""
+        if self.alive() or time.monotonic() - self._started < self.RESTART_AFTER:
+            return
+        code = self._process.returncode if self._process is not None else None
+        log.error("[Training] The learner process stopped (exit code %s); starting it again", code)
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
