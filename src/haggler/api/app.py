@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 from haggler import __version__, model_versions
 from haggler.agent import PolicySnapshot
 from haggler.api.deps import Runtime
-from haggler.api.routes import catalogue, negotiations, operations
+from haggler.api.routes import catalogue, metrics, negotiations, operations
 from haggler.config import Settings
 from haggler.learner_process import LearnerProcess, StoreLearner
 from haggler.negotiation import ProtocolError
@@ -54,6 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
         model_versions.ensure_serving(service.agent, sessions)
         runtime = Runtime(settings, engine, sessions, service)
+        runtime.turn_latency = metrics.turn_latency_histogram(runtime.metrics)
+        runtime.metrics.register(metrics.StoreCollector(sessions, service))
         app.state.runtime = runtime
         stop_learner = _start_learner(settings, runtime)
         follower = asyncio.create_task(_follow_store(runtime))
@@ -90,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(catalogue.router)
     app.include_router(negotiations.router)
     app.include_router(operations.router)
+    app.include_router(metrics.router)
     return app
 
 

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from cachetools import LRUCache
 from fastapi import Depends, Header, HTTPException, Request, status
+from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +37,9 @@ class Runtime:
     """Whether the learner this process started still runs (None: it started none)."""
     keep_learner_alive: Callable[[], None] | None = None
     """Restarts the learner process this process started, if it died."""
+    metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
+    """This app's Prometheus metrics (its own registry: several apps may share a process)."""
+    turn_latency: Histogram | None = None
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread

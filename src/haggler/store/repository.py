@@ -654,6 +654,26 @@ def finished_series(*, session: Session, limit: int) -> list[FinishedPoint]:
     ]
 
 
+def negotiation_counts(*, session: Session) -> list[tuple[str, int, int]]:
+    """(outcome or 'open', model version, count) over every negotiation in the store."""
+    rows = session.execute(
+        select(
+            func.coalesce(NegotiationRow.outcome, "open"),
+            NegotiationRow.model_version,
+            func.count(),
+        ).group_by(NegotiationRow.outcome, NegotiationRow.model_version)
+    ).all()
+    return [(str(outcome), int(version), int(count)) for outcome, version, count in rows]
+
+
+def model_change_counts(*, session: Session) -> dict[str, int]:
+    """How many model versions each source ('starter', 'training', 'restore') published."""
+    rows = session.execute(
+        select(ModelSnapshotRow.source, func.count()).group_by(ModelSnapshotRow.source)
+    ).all()
+    return {str(source): int(count) for source, count in rows}
+
+
 # -- training history -------------------------------------------------------------------------
 
 

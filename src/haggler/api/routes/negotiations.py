@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import secrets
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -171,6 +172,7 @@ async def start(
         max_rounds=body.max_rounds,
         quantity=body.quantity,
     )
+    started = time.perf_counter()
     service = runtime.service
     version = service.agent.snapshot.version
     created_at = datetime.now(UTC)
@@ -193,6 +195,8 @@ async def start(
         )
         if not state.is_over:
             runtime.open_negotiations[negotiation_id] = stored
+        if runtime.turn_latency is not None:
+            runtime.turn_latency.observe(time.perf_counter() - started)
         return ExternalStartOut(seller_token=token, negotiation=seller_view(stored))
 
     seed = body.seller.seed
@@ -232,6 +236,7 @@ async def seller_move(
     session: SessionDep,
     token: TokenDep,
 ) -> SellerViewOut:
+    started = time.perf_counter()
     cached = runtime.open_negotiations.get(negotiation_id)
     while True:
         stored = cached or _get(negotiation_id, session, with_decisions=False)
@@ -255,6 +260,8 @@ async def seller_move(
         runtime.open_negotiations.pop(negotiation_id, None)
     else:
         runtime.open_negotiations[negotiation_id] = stored
+    if runtime.turn_latency is not None:
+        runtime.turn_latency.observe(time.perf_counter() - started)
     # The answer is built from the state just committed: no second read of the negotiation.
     return seller_view(stored)
 

@@ -1,0 +1,103 @@
+"""Prometheus metrics at `/metrics`: what the store knows (so every serving process reports the
+same totals, and they survive restarts) and this process's turn latency."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Response
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.orm import Session, sessionmaker
+
+from haggler.api.deps import RuntimeDep
+from haggler.service import NegotiationService
+from haggler.store import repository as repo
+
+router = APIRouter(tags=["operations"])
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Buckets around the service's target (p99 under 15 ms) and its tail.
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+def turn_latency_histogram(registry: CollectorRegistry) -> Histogram:
+    return Histogram(
+        "haggler_turn_latency_seconds",
+        "Time to answer a seller's move or a negotiation's start, in this serving process.",
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+
+
+class StoreCollector(Collector):
+    """Reads the store at scrape time."""
+
+    def __init__(self, sessions: sessionmaker[Session], service: NegotiationService) -> None:
+        self.sessions = sessions
+        self.service = service
+
+    def collect(self) -> Iterator[Metric]:
+        with self.sessions() as session:
+            counts = repo.negotiation_counts(session=session)
+            history = repo.training_history(session=session, limit=50)
+            trained = repo.get_counter(repo.NEGOTIATIONS_LEARNED, session=session)
+            changes = repo.model_change_counts(session=session)
+        negotiations = CounterMetricFamily(
+            "haggler_negotiations",
+            "Negotiations by outcome ('open' while in progress) and the version that began them.",
+            labels=["outcome", "model_version"],
+        )
+        for outcome, version, count in counts:
+            negotiations.add_metric([outcome, str(version)], count)
+        yield negotiations
+        latest = history[-1] if history else None
+        loss = next((p.loss for p in reversed(history) if p.loss is not None), None)
+        for name, text, value in (
+            ("haggler_training_loss", "Mean loss of the learner's last update.", loss),
+            (
+                "haggler_replay_buffer_size",
+                "Transitions in the learner's replay buffer.",
+                latest.replay_buffer_size if latest else 0,
+            ),
+            (
+                "haggler_exploration_rate",
+                "Epsilon this process explores with.",
+                self.service.epsilon,
+            ),
+            (
+                "haggler_model_version",
+                "The model version this process serves.",
+                self.service.agent.snapshot.version,
+            ),
+            (
+                "haggler_training_enabled",
+                "1 while online training is on.",
+                int(self.service.enable_training),
+            ),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(name, text, value=float(value))
+        yield CounterMetricFamily(
+            "haggler_negotiations_trained", "Negotiations the learner trained on.", value=trained
+        )
+        model_changes = CounterMetricFamily(
+            "haggler_model_changes",
+            "Model versions published, by source: 'training' (promotions), 'restore' (rollbacks).",
+            labels=["source"],
+        )
+        for source, count in sorted(changes.items()):
+            model_changes.add_metric([source], count)
+        yield model_changes
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    return Response(generate_latest(runtime.metrics), media_type=CONTENT_TYPE)
