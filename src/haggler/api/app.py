@@ -12,12 +12,13 @@ from fastapi.responses import JSONResponse
 
 from haggler import __version__
 from haggler.api.deps import Runtime
-from haggler.api.routes import catalogue, negotiations, operations
+from haggler.api.routes import catalogue, events, negotiations, operations, selling
 from haggler.config import Settings
 from haggler.negotiation import ProtocolError
 from haggler.service import NegotiationService
 from haggler.store import repository as repo
 from haggler.store.database import make_engine, migrate, session_factory
+from haggler.web import pages
 
 log = logging.getLogger("haggler.api")
 
@@ -73,4 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(catalogue.router)
     app.include_router(negotiations.router)
     app.include_router(operations.router)
+    app.include_router(selling.router)
+    app.include_router(events.router, include_in_schema=False)  # an endless stream
+    pages.install(app)
     return app

@@ -1,0 +1,67 @@
+"""Server-sent events: one `update` event whenever what the pages show has changed.
+
+The stream polls the store (and the serving model's status) about once a second and sends the
+new state only when it differs from the last one sent, so idle pages cost one small read a second
+and the pages refetch what they show when told. The store is read, not an in-process signal, so
+a page sees negotiations that another service process on the same database has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from haggler.api.deps import Runtime, RuntimeDep
+from haggler.store import repository as repo
+
+router = APIRouter(prefix="/api", tags=["events"])
+
+POLL_SECONDS = 1.0
+
+
+def current_state(runtime: Runtime) -> dict[str, Any]:
+    """What the pages care about, small enough to compare every second."""
+    with runtime.sessions() as session:
+        newest, negotiations = repo.list_negotiations(
+            session=session, where=repo.NegotiationFilter(), limit=1
+        )
+        _, finished = repo.list_negotiations(
+            session=session, where=repo.NegotiationFilter(status="finished"), limit=1
+        )
+    service = runtime.service
+    learner = service.learner.status if service.learner is not None else None
+    return {
+        "negotiations": negotiations,
+        "finished": finished,
+        "newest_id": newest[0].id if newest else None,
+        "model_version": service.agent.snapshot.version,
+        "training_enabled": service.enable_training,
+        "replay_buffer_size": service.agent.buffer_size,
+        "negotiations_trained": learner.negotiations if learner else 0,
+        "last_checkpoint": learner.last_checkpoint.name
+        if learner and learner.last_checkpoint
+        else None,
+    }
+
+
+@router.get(
+    "/events",
+    summary="Server-sent events: `update` with the new state whenever it changes",
+    response_class=EventSourceResponse,
+)
+async def events(request: Request, runtime: RuntimeDep) -> EventSourceResponse:
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        last: dict[str, Any] | None = None
+        while not await request.is_disconnected():
+            state = current_state(runtime)
+            if state != last:
+                yield ServerSentEvent(data=json.dumps(state), event="update")
+                last = state
+            await asyncio.sleep(POLL_SECONDS)
+
+    return EventSourceResponse(stream(), ping=15)
