@@ -10,7 +10,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Path as PathParam, Request
+from fastapi import APIRouter, FastAPI, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates

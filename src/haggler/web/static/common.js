@@ -201,7 +201,7 @@ export function resultCard(container, { outcome, dealPrice, listPrice, quantity,
     facts.push(["Total", money(Number(dealPrice) * quantity)]);
     if (perspective === "buyer") {
       facts.push(["Saved per unit", `${money(savingsPerUnit)} against list ${money(listPrice)}`]);
-      facts.push(["Saved in total", `${money(savingsTotal)} (${pct(savingsPct)})`]);
+      facts.push(["Saved in total", `${money(savingsTotal)} (${pct(savingsPct, 2)})`]);
     } else {
       const diff = Number(dealPrice) - Number(listPrice);
       facts.push(["Against list price", `${diff >= 0 ? "+" : ""}${money(diff)} per unit`]);
