@@ -99,20 +99,21 @@ const CONFIG = { displayModeBar: false, responsive: true };
 function layout(title, yTitle, overTime) {
   return {
     title: { text: title, font: { size: 14 }, x: 0, xanchor: "left" },
-    margin: { l: 56, r: 10, t: 32, b: 40 },
-    xaxis: { title: { text: overTime ? "Time" : "Negotiations" }, type: overTime ? "date" : "linear" },
-    yaxis: { title: { text: yTitle } },
-    legend: { orientation: "h", y: -0.3 },
+    margin: { l: 56, r: 10, t: 32, b: 30 },
+    xaxis: { type: overTime ? "date" : "linear" },
+    yaxis: { title: { text: yTitle }, rangemode: "tozero" },
+    legend: { orientation: "h", y: -0.18 },
     showlegend: true,
   };
 }
 
-function series(target, title, yTitle, xs, ys, { average = true, asPercent = false, overTime } = {}) {
+function series(target, title, yTitle, xs, ys, { average = true, points = true, asPercent = false, overTime } = {}) {
   const span = Number(windowSelect.value);
   const scale = (v) => (v === null ? null : asPercent ? 100 * v : v);
   const traces = [{
     x: xs, y: ys.map(scale), name: "Each point", mode: "markers", marker: { size: 5, color: "rgba(31,95,191,0.35)" },
   }];
+  if (!points) traces[0].visible = "legendonly";
   if (average) {
     traces.push({ x: xs, y: movingAverage(ys, span).map(scale), name: `Moving average (${span})`, mode: "lines", line: { color: "#1f5fbf", width: 3 } });
   } else {
@@ -137,7 +138,7 @@ function drawCharts() {
   const mx = metrics.map((p, i) => (overTime ? p.finished_at : i + 1));
   series($("chart-loss"), "Training loss", "Huber loss", hx, history.map((p) => p.loss), { overTime });
   series($("chart-reward"), "Average reward per negotiation", "Reward", mx, metrics.map((p) => p.reward), { overTime });
-  series($("chart-success"), "Success rate", "Deals (%)", mx, metrics.map((p) => (p.deal ? 1 : 0)), { asPercent: true, overTime });
+  series($("chart-success"), "Success rate", "Deals (%)", mx, metrics.map((p) => (p.deal ? 1 : 0)), { asPercent: true, points: false, overTime });
   series($("chart-savings"), "Savings against list price", "Savings (%)", mx, metrics.map((p) => (p.deal ? p.savings_pct : null)), { overTime });
   series($("chart-buffer"), "Replay buffer size", "Experiences", hx, history.map((p) => p.replay_buffer_size), { average: false, overTime });
   series($("chart-epsilon"), "Exploration rate", "Epsilon", hx, history.map((p) => p.epsilon), { average: false, overTime });
