@@ -88,7 +88,8 @@ const number2 = new Intl.NumberFormat("en-US", { minimumFractionDigits: 2, maxim
 export const money = (value) => (value === null || value === undefined ? "—" : number2.format(Number(value)));
 export const pct = (value, digits = 1) =>
   value === null || value === undefined ? "—" : `${Number(value).toFixed(digits)}%`;
-export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
+export const when = (iso) =>
+  iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" }) : "—";
 export const label = (name) => (name ? name.replaceAll("_", " ") : "—");
 
 export const OUTCOMES = {
