@@ -47,6 +47,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         operator_token="operator-secret",
         save_interval=2,
         train_steps=5,
+        learner="thread",
     )
 
 

@@ -72,9 +72,11 @@ def test_with_training_on_every_negotiation_trains_and_checkpoints_follow(
     played = play(client, 4)
     moves = sum(p["result"]["rounds"] for p in played)
     wait_for(lambda: client.get("/api/training").json()["negotiations_trained"] == 4)
+    # Serving follows the learner's newest version within a poll of the store.
+    wait_for(lambda: client.get("/api/training").json()["model_version"] > before["model_version"])
     status = client.get("/api/training").json()
     assert status["replay_buffer_size"] == moves
-    assert status["model_version"] > before["model_version"]
+    assert status["update_delay_median_s"] is not None
     checkpoints = client.get("/api/checkpoints").json()
     assert [c["negotiations"] for c in checkpoints] == [2, 4]
     assert status["last_checkpoint"] == checkpoints[-1]["name"]
@@ -88,14 +90,21 @@ def test_restoring_a_checkpoint_serves_its_version(client: TestClient) -> None:
     version_at_checkpoint = client.get("/api/training").json()["model_version"]
     play(client, 1)
     wait_for(lambda: client.get("/api/training").json()["negotiations_trained"] == 3)
-    assert client.get("/api/training").json()["model_version"] > version_at_checkpoint
+    wait_for(lambda: client.get("/api/training").json()["model_version"] > version_at_checkpoint)
+    trained = client.get("/api/training").json()["model_version"]
+    client.put("/api/training", json={"enabled": False}, headers=OPERATOR)
     restored = client.post(
         "/api/checkpoints/restore", json={"checkpoint": checkpoint["name"]}, headers=OPERATOR
     )
     assert restored.status_code == 200, restored.text
-    assert restored.json()["model_version"] == version_at_checkpoint
+    # The restored weights serve as a new version: a version number never names two models.
+    version = restored.json()["model_version"]
+    assert version > trained
+    [change, *_] = client.get("/api/models").json()
+    assert change == {**change, "version": version, "source": "restore"}
+    assert change["checkpoint"] == checkpoint["name"] and change["negotiations"] == 2
     new = play(client, 1)[0]
-    assert new["model_version"] == version_at_checkpoint
+    assert new["model_version"] == version
 
 
 def test_restore_refuses_paths_outside_the_folder_and_files_that_are_not_checkpoints(
@@ -135,6 +144,8 @@ def test_a_restart_keeps_negotiations_in_progress_the_replay_buffer_and_the_vers
         negotiation_id = response["negotiation"]["id"]
         seller = {"Authorization": f"Bearer {response['seller_token']}"}
         wait_for(lambda: client.get("/api/training").json()["negotiations_trained"] == 2)
+        newest = client.get("/api/models").json()[0]["version"]
+        wait_for(lambda: client.get("/api/training").json()["model_version"] == newest)
         status = client.get("/api/training").json()
     with TestClient(create_app(settings)) as client:
         again = client.get("/api/training").json()

@@ -73,7 +73,10 @@ def test_a_killed_server_comes_back_with_everything(workdir: tuple[Path, dict[st
         while httpx.get(f"{server.url}/api/training").json()["negotiations_trained"] < 3:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        version = httpx.get(f"{server.url}/api/training").json()["model_version"]
+        version = httpx.get(f"{server.url}/api/models").json()[0]["version"]
+        while httpx.get(f"{server.url}/api/training").json()["model_version"] != version:
+            assert time.monotonic() < deadline  # serving follows the learner within a poll
+            time.sleep(0.05)
     finally:
         server.kill()
 

@@ -6,8 +6,10 @@ every test here on PostgreSQL too; `.ci/run` does.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -203,15 +205,87 @@ def test_listing_filters_and_pages_newest_first(session: Session) -> None:
     assert repo.open_negotiation_ids(session=session) == [second]
 
 
-def test_experiences_of_finished_negotiations_rebuild_the_replay_buffer(session: Session) -> None:
-    assert repo.finished_experiences(session=session, limit=100) is None
-    _play_stored_negotiation(session)
-    batch = repo.finished_experiences(session=session, limit=100)
+def test_finished_negotiations_queue_for_the_learner_then_rebuild_its_buffer(
+    session: Session,
+) -> None:
+    assert repo.negotiations_to_learn(session=session, limit=10) == []
+    negotiation_id = _play_stored_negotiation(session)
+    [queued] = repo.negotiations_to_learn(session=session, limit=10)
+    assert queued.id == negotiation_id
+    # Not learned from yet: not part of a rebuilt replay buffer either (it would count twice).
+    assert repo.learned_experiences(session=session, limit=100) is None
+    repo.mark_learned([negotiation_id], session=session)
+    session.commit()
+    assert repo.negotiations_to_learn(session=session, limit=10) == []
+    batch = repo.learned_experiences(session=session, limit=100)
     assert batch is not None
     assert batch.move.tolist() == [3, 3]
     assert batch.reward.tolist() == pytest.approx([-0.002, 0.05])
     assert batch.terminated.tolist() == [False, True]
     np.testing.assert_allclose(batch.next_observation[0], batch.observation[1])
+
+
+def test_a_model_version_serves_only_if_the_serving_one_is_still_the_expected(
+    session: Session,
+) -> None:
+    assert repo.serving_version(session=session) is None
+    publish = functools.partial(repo.publish_snapshot, session=session, negotiations=0)
+    publish(b"starter", version=1, expected_serving=None, source="starter")
+    session.commit()
+    publish(b"trained", version=2, expected_serving=1, source="training")
+    session.commit()
+    with pytest.raises(repo.Conflict, match="serving model changed"):
+        publish(b"stale", version=3, expected_serving=1, source="training")
+    session.rollback()
+    with pytest.raises(repo.Conflict, match="exists already"):
+        publish(b"again", version=2, expected_serving=2, source="training")
+    session.rollback()
+    assert repo.serving_version(session=session) == 2
+    assert repo.get_snapshot(2, session=session).weights == b"trained"
+    assert repo.highest_version(session=session) == 2
+    assert [m.version for m in repo.model_log(session=session, limit=10)] == [2, 1]
+
+
+def test_old_versions_keep_their_log_rows_but_not_their_weights(session: Session) -> None:
+    for version in range(1, 6):
+        repo.publish_snapshot(
+            b"w%d" % version,
+            session=session,
+            version=version,
+            expected_serving=version - 1 if version > 1 else None,
+            source="training",
+            negotiations=version,
+        )
+    repo.forget_old_weights(session=session, keep=2)
+    session.commit()
+    kept = {v: repo.get_snapshot(v, session=session).weights for v in range(1, 6)}
+    assert kept == {1: None, 2: None, 3: None, 4: b"w4", 5: b"w5"}
+
+
+def test_training_history_and_the_finished_series_come_back_oldest_first(
+    session: Session,
+) -> None:
+    for n in (1, 2, 3):
+        repo.add_training_point(
+            repo.TrainingPoint(
+                at=datetime(2026, 1, 1, 0, 0, n, tzinfo=UTC),
+                negotiations=n,
+                loss=0.1 * n,
+                replay_buffer_size=10 * n,
+                epsilon=0.1,
+                model_version=n,
+                checkpoint="buyer_agent_n2_20260101_000002.pth" if n == 2 else None,
+            ),
+            session=session,
+        )
+    session.commit()
+    assert [p.negotiations for p in repo.training_history(session=session, limit=2)] == [2, 3]
+    saved = repo.last_checkpoint_point(session=session)
+    assert saved is not None and saved.negotiations == 2
+    negotiation_id = _play_stored_negotiation(session)
+    [point] = repo.finished_series(session=session, limit=10)
+    assert point.id == negotiation_id and point.outcome == "deal"
+    assert point.savings_pct == pytest.approx(10.0)  # 900 against a list price of 1000
 
 
 def test_counters_survive_a_new_session(engine: Engine, session: Session) -> None:

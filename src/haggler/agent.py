@@ -120,6 +120,36 @@ class PolicySnapshot:
             array.setflags(write=False)
         return PolicySnapshot(weights, biases, version)
 
+    def to_bytes(self) -> bytes:
+        """The weights as an .npz archive (plain arrays: loading it runs no code)."""
+        arrays = {f"weight{i}": w for i, w in enumerate(self.weights)}
+        arrays |= {f"bias{i}": b for i, b in enumerate(self.biases)}
+        buffer = io.BytesIO()
+        np.savez(buffer, allow_pickle=False, **arrays)
+        return buffer.getvalue()
+
+    @staticmethod
+    def from_bytes(data: bytes, version: int) -> PolicySnapshot:
+        """The snapshot `to_bytes` wrote, as model `version`."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                layers = len(archive.files) // 2
+                weights = tuple(archive[f"weight{i}"] for i in range(layers))
+                biases = tuple(archive[f"bias{i}"] for i in range(layers))
+        except (OSError, KeyError, ValueError) as error:
+            raise ModelFileError(
+                f"model version {version} has unreadable weights ({error})"
+            ) from None
+        if (
+            not weights
+            or weights[0].shape[0] != OBSERVATION_SIZE
+            or weights[-1].shape[1] != N_MOVES
+        ):
+            raise ModelFileError(f"model version {version} does not fit the observations or moves")
+        for array in (*weights, *biases):
+            array.setflags(write=False)
+        return PolicySnapshot(weights, biases, version)
+
     def q_values(self, observations: np.ndarray) -> np.ndarray:
         """(B, OBSERVATION_SIZE) or (OBSERVATION_SIZE,) -> (B, N_MOVES) or (N_MOVES,)."""
         hidden = observations
@@ -285,6 +315,24 @@ class BuyerAgent:
         self.latest_version = max(self.latest_version, self.model_version) + 1
         self.model_version = self.latest_version
         self.snapshot = PolicySnapshot.of(self.q_network, version=self.model_version)
+
+    def serve(self, snapshot: PolicySnapshot) -> None:
+        """Act with `snapshot` from now on (published elsewhere, for example by the learner)."""
+        self.snapshot = snapshot
+        self.model_version = snapshot.version
+        self.latest_version = max(self.latest_version, snapshot.version)
+
+    def adopt(self, snapshot: PolicySnapshot) -> None:
+        """Learn on from `snapshot`'s weights (online and target network) and act with it."""
+        linears = [m for m in self.q_network.modules() if isinstance(m, torch.nn.Linear)]
+        if [w.shape for w in snapshot.weights] != [tuple(m.weight.shape[::-1]) for m in linears]:
+            raise ModelFileError(f"model version {snapshot.version} has another network shape")
+        with torch.no_grad():
+            for layer, weight, bias in zip(linears, snapshot.weights, snapshot.biases, strict=True):
+                layer.weight.copy_(torch.from_numpy(weight.T.copy()))
+                layer.bias.copy_(torch.from_numpy(bias.copy()))
+        self.target_network.load_state_dict(self.q_network.state_dict())
+        self.serve(snapshot)
 
     # -- checkpoints ------------------------------------------------------------------------
 

@@ -410,7 +410,46 @@ def serve(host: str | None, port: int | None) -> None:
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
+        access_log=False,  # a line per move cost ~10% of the turns per second under load
     )
+
+
+@cli.command()
+@click.option(
+    "--parent",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Stop when the process with this id (the service that started it) is gone.",
+)
+def learn(parent: int | None) -> None:
+    """Run the online learner on the store at DATABASE_URL (`haggler serve` starts one itself;
+    run this with LEARNER=external: one learner for several serving processes)."""
+    import logging
+    import signal
+    import threading
+
+    import torch
+
+    from haggler.learner_process import StoreLearner
+    from haggler.store.database import make_engine, migrate, session_factory
+
+    settings = _settings()
+    if not settings.model_path.is_file():
+        raise click.ClickException(
+            f"no model at {settings.model_path}; train one first with `haggler train`"
+        )
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    torch.set_num_threads(1)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        StoreLearner(settings, session_factory(engine)).run(stop, parent_pid=parent)
+    finally:
+        engine.dispose()
 
 
 @cli.command("bench-service")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,8 +54,25 @@ class Settings(BaseSettings):
     operator_token: str | None = Field(
         None, description="Bearer token for operator actions (restore, training on/off)."
     )
+    learner: Literal["process", "thread", "external"] = Field(
+        "process",
+        description=(
+            "Where online training runs: a process of its own started by `haggler serve`, a "
+            "thread of the serving process, or `external` (you run `haggler learn` yourself: "
+            "one learner for several serving processes sharing a PostgreSQL store)."
+        ),
+    )
     host: str = Field("127.0.0.1", description="Address `haggler serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `haggler serve` listens on.")
     starter_train_seconds: float = Field(
         170.0, gt=0, description="Time budget for the starter model trained when none exists."
     )
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """`settings` as environment variables, for a child process that must see the same."""
+    return {
+        name.upper(): str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None
+    }

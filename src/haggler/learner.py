@@ -49,7 +49,12 @@ class OnlineLearner:
     """Trains `agent` from finished negotiations on a background thread."""
 
     def __init__(
-        self, agent: BuyerAgent, config: LearnerConfig, *, negotiations_done: int = 0
+        self,
+        agent: BuyerAgent,
+        config: LearnerConfig,
+        *,
+        negotiations_done: int = 0,
+        background: bool = True,
     ) -> None:
         self.agent = agent
         self.config = config
@@ -60,8 +65,10 @@ class OnlineLearner:
         self._idle.set()
         self._pending = 0
         self._pending_lock = threading.Lock()
+        self._save_due = False
         self._thread = threading.Thread(target=self._run, name="haggler-learner", daemon=True)
-        self._thread.start()
+        if background:  # else the owner calls `learn` and `save_if_due` itself
+            self._thread.start()
 
     def submit(self, negotiation_id: int, experiences: Transitions) -> None:
         """Queue one finished negotiation's transitions for training; returns immediately."""
@@ -82,8 +89,9 @@ class OnlineLearner:
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Finish the queued work and stop the worker thread."""
-        self._jobs.put(None)
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:
@@ -102,23 +110,42 @@ class OnlineLearner:
                         self._idle.set()
 
     def _train_on(self, negotiation_id: int, experiences: Transitions, submitted: float) -> None:
+        self.learn(negotiation_id, experiences)
+        self.status.update_delays.append(time.perf_counter() - submitted)
+        self.save_if_due()
+
+    def learn(self, negotiation_id: int, experiences: Transitions) -> float | None:
+        """Take in one finished negotiation: add its experiences to the replay buffer and run
+        `min(len(experiences), train_steps)` gradient steps; return the mean loss (None if no
+        step ran). The caller holds the agent (no acting or restoring meanwhile)."""
         count = len(experiences.move)
         log.info("[Training] Starting online training from negotiation %d", negotiation_id)
         log.info("[Training] Processing %d experiences", count)
         self.agent.add_transitions(experiences)
         steps = min(count, self.config.train_steps)
+        loss = None
         if steps > 0:
             loss = self.agent.train_steps(steps)  # publishes the new serving snapshot
-            self.status.update_delays.append(time.perf_counter() - submitted)
             self.status.last_loss = loss
             log.info("[Training] Completed %d training steps, avg loss: %.4f", steps, loss)
         log.info("[Training] Replay buffer size: %d", self.agent.buffer_size)
-        n = self.status.negotiations + 1
-        if n % self.config.save_interval == 0:
-            self._save(n)
-        self.status.negotiations = n  # counted once everything for it is done, checkpoint too
+        self.status.negotiations += 1
+        self._save_due = self._save_due or self.status.negotiations % self.config.save_interval == 0
+        return loss
 
-    def _save(self, n: int) -> None:
+    @property
+    def save_due(self) -> bool:
+        """Whether `save_interval` negotiations were reached since the last checkpoint."""
+        return self._save_due
+
+    def save_if_due(self) -> Path | None:
+        """Write the checkpoint and main model if `save_interval` negotiations were reached."""
+        if not self._save_due:
+            return None
+        self._save_due = False
+        return self._save(self.status.negotiations)
+
+    def _save(self, n: int) -> Path | None:
         try:
             path = save_checkpoint(
                 self.agent,
@@ -130,7 +157,8 @@ class OnlineLearner:
         except CheckpointError as error:
             self.status.checkpoint_error = str(error)
             log.error("[Training] Checkpoint not saved after %d negotiations: %s", n, error)
-            return
+            return None
         self.status.last_checkpoint = path
         self.status.checkpoint_error = None
         log.info("[Training] Model saved after %d negotiations", n)
+        return path

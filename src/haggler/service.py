@@ -70,6 +70,7 @@ class NegotiationService:
         settings: Settings | None = None,
         seed: int = 0,
         negotiations_done: int = 0,
+        learn_inline: bool = True,
     ) -> None:
         self.settings = settings or Settings()
         self.model_path = Path(model_path)
@@ -78,13 +79,15 @@ class NegotiationService:
         self.rng = np.random.default_rng(seed)
         self._ids = itertools.count(1)
         self._negotiations_done = negotiations_done
+        self.learn_inline = learn_inline
+        """False when a learner elsewhere (the HTTP service's) trains from the store instead."""
         self.learner: OnlineLearner | None = None
         if enable_training:
             self.set_training(True)
 
     def set_training(self, enabled: bool) -> None:
         """Turn online training on (exploring, learning) or off (greedy, frozen)."""
-        if enabled and self.learner is None:
+        if enabled and self.learner is None and self.learn_inline:
             self.learner = OnlineLearner(
                 self.agent,
                 LearnerConfig(

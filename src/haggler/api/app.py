@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
-from haggler import __version__
+from haggler import __version__, model_versions
+from haggler.agent import PolicySnapshot
 from haggler.api.deps import Runtime
 from haggler.api.routes import catalogue, events, negotiations, operations, selling
-from haggler.config import Settings
+from haggler.config import Settings, settings_environment
+from haggler.learner_process import StoreLearner
 from haggler.negotiation import ProtocolError
 from haggler.service import NegotiationService
 from haggler.store import repository as repo
@@ -21,6 +32,11 @@ from haggler.store.database import make_engine, migrate, session_factory
 from haggler.web import pages
 
 log = logging.getLogger("haggler.api")
+
+LearnerStop = Callable[[], None]
+
+POLL_SECONDS = 0.1
+"""How often a serving process looks for a new model version or a training switch."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -32,32 +48,33 @@ def create_app(settings: Settings) -> FastAPI:
         sessions = session_factory(engine)
         with sessions() as session:
             repo.seed_catalogue(session=session)
+            repo.set_counter(repo.TRAINING_ENABLED, int(settings.enable_training), session=session)
             session.commit()
-            finished = repo.summary(session=session).finished
         service = NegotiationService(
             settings.model_path,
             enable_training=settings.enable_training,
             settings=settings,
-            negotiations_done=finished,
+            learn_inline=False,  # the learner trains from the store, never in a request
         )
-        with sessions() as session:
-            experiences = repo.finished_experiences(
-                session=session, limit=service.agent.config.buffer_size
-            )
-        if experiences is not None:  # the replay buffer comes back from the store
-            service.agent.add_transitions(experiences)
+        model_versions.ensure_serving(service.agent, sessions)
+        runtime = Runtime(settings, engine, sessions, service)
+        app.state.runtime = runtime
+        stop_learner = _start_learner(settings, runtime)
+        follower = asyncio.create_task(_follow_store(runtime))
         log.info(
-            "haggler %s serving model version %d (training %s), replay buffer %d",
+            "haggler %s serving model version %d (training %s, learner: %s)",
             __version__,
             service.agent.snapshot.version,
             "on" if settings.enable_training else "off",
-            service.agent.buffer_size,
+            settings.learner,
         )
-        app.state.runtime = Runtime(settings, engine, sessions, service)
         try:
             yield
         finally:
-            service.close()
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            stop_learner()
             engine.dispose()
 
     app = FastAPI(
@@ -78,3 +95,66 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router, include_in_schema=False)  # an endless stream
     pages.install(app)
     return app
+
+
+def _start_learner(settings: Settings, runtime: Runtime) -> LearnerStop:
+    """Start the learner the settings ask for; return how to stop it."""
+    if settings.learner == "external":
+        return lambda: None
+    if settings.learner == "thread":
+        stop = threading.Event()
+        learner = StoreLearner(settings, runtime.sessions)
+        thread = threading.Thread(target=learner.run, args=(stop,), name="haggler-learner")
+        thread.start()
+        runtime.learner_alive = thread.is_alive
+
+        def stop_thread() -> None:
+            stop.set()
+            thread.join(30)
+
+        return stop_thread
+    process = subprocess.Popen(
+        [sys.executable, "-m", "haggler", "learn", "--parent", str(os.getpid())],
+        env={**os.environ, **settings_environment(settings)},
+    )
+    runtime.learner_alive = lambda: process.poll() is None
+
+    def stop_process() -> None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    return stop_process
+
+
+async def _follow_store(runtime: Runtime) -> None:
+    """Act with the version the store names as serving, and follow the training switch."""
+    service = runtime.service
+    while True:
+        await asyncio.sleep(POLL_SECONDS)
+        try:
+            with runtime.sessions() as session:
+                version = repo.serving_version(session=session)
+                enabled = repo.get_counter(repo.TRAINING_ENABLED, session=session) == 1
+                stored = (
+                    repo.get_snapshot(version, session=session)
+                    if version is not None and version != service.agent.snapshot.version
+                    else None
+                )
+        except OperationalError as error:  # busy database: the next poll tries again
+            log.warning("could not read the serving model version (%s)", error.orig)
+            continue
+        if enabled != service.enable_training:
+            service.set_training(enabled)
+        if stored is not None and stored.weights is not None:
+            service.agent.serve(PolicySnapshot.from_bytes(stored.weights, stored.version))
+            if stored.trained_from is not None:
+                delay = datetime.now(UTC) - _aware(stored.trained_from)
+                runtime.update_delays.append(delay.total_seconds())
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
+from cachetools import LRUCache
 from fastapi import Depends, Header, HTTPException, Request, status
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import Settings
 from haggler.service import NegotiationService
+from haggler.store.repository import StoredNegotiation
 
 
 @dataclass
@@ -22,6 +25,15 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     service: NegotiationService
+    open_negotiations: LRUCache[int, StoredNegotiation] = field(
+        default_factory=lambda: LRUCache(maxsize=100_000)
+    )
+    """Negotiations in progress as last stored by this process: a move reads no rows. A stale
+    entry (another serving process moved meanwhile) fails the store's optimistic check."""
+    update_delays: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    """Seconds from a negotiation's end to this process serving weights trained on it."""
+    learner_alive: Callable[[], bool] | None = None
+    """Whether the learner this process started still runs (None: it started none)."""
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread

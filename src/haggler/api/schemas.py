@@ -195,6 +195,9 @@ class TrainingOut(BaseModel):
     update_delay_median_s: float | None = Field(
         description="Median seconds from a negotiation's end to serving weights trained on it."
     )
+    learner_running: bool | None = Field(
+        description="Whether the learner this service started is running (null: none started)."
+    )
 
 
 class TrainingIn(BaseModel):
@@ -210,3 +213,39 @@ class RestoreIn(BaseModel):
     )
 
     checkpoint: str = Field(min_length=1, max_length=500)
+
+
+class TrainingPointOut(BaseModel):
+    at: datetime
+    negotiations: int = Field(description="Negotiations trained on so far.")
+    loss: float | None = Field(description="Mean loss of this update's gradient steps.")
+    replay_buffer_size: int
+    epsilon: float = Field(description="Exploration rate while these negotiations were played.")
+    model_version: int
+    checkpoint: str | None
+
+
+class TrainingHistoryOut(BaseModel):
+    points: list[TrainingPointOut] = Field(description="One per learner update, oldest first.")
+
+
+class ModelVersionOut(BaseModel):
+    version: int
+    created_at: datetime
+    source: Literal["starter", "training", "restore"]
+    checkpoint: str | None = Field(description="The checkpoint restored, for `restore`.")
+    negotiations: int = Field(description="Negotiations trained on when it was published.")
+
+
+class FinishedPointOut(BaseModel):
+    id: int
+    finished_at: datetime
+    outcome: str
+    deal: bool
+    reward: float | None
+    savings_pct: float | None = Field(description="Saving against list price (deals only).")
+    model_version: int
+
+
+class FinishedSeriesOut(BaseModel):
+    points: list[FinishedPointOut] = Field(description="Finished negotiations, oldest first.")

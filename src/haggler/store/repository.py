@@ -6,13 +6,14 @@ so that one request (or one negotiation step) is one transaction. Rows become do
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,7 +29,15 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
-from haggler.store.tables import CounterRow, DecisionRow, NegotiationRow, ProductRow, TurnRow
+from haggler.store.tables import (
+    CounterRow,
+    DecisionRow,
+    ModelSnapshotRow,
+    NegotiationRow,
+    ProductRow,
+    TrainingPointRow,
+    TurnRow,
+)
 
 
 class NotFound(LookupError):
@@ -131,43 +140,53 @@ def create_negotiation(
     product_id: int,
     seller: SellerInfo,
     model_version: int,
+    created_at: datetime | None = None,
 ) -> int:
     """Store a negotiation just opened by the seller's ask; return its id."""
     terms = state.terms
-    row = NegotiationRow(
-        product_id=product_id,
-        quantity=terms.quantity,
-        list_price=money_decimal(terms.list_price),
-        buyer_limit=money_decimal(terms.buyer_limit),
-        max_rounds=terms.max_rounds,
-        seller_kind=seller.kind,
-        seller_strategy=seller.strategy,
-        seller_seed=seller.seed,
-        seller_token_hash=seller.token_hash,
-        status="open",
-        rounds=0,
-        model_version=model_version,
-    )
-    session.add(row)
-    session.flush()
-    _add_turns(row.id, state.transcript, first_seq=0, session=session)
-    return row.id
+    negotiation_id: int = session.execute(
+        insert(NegotiationRow)
+        .values(
+            product_id=product_id,
+            quantity=terms.quantity,
+            list_price=money_decimal(terms.list_price),
+            buyer_limit=money_decimal(terms.buyer_limit),
+            max_rounds=terms.max_rounds,
+            seller_kind=seller.kind,
+            seller_strategy=seller.strategy,
+            seller_seed=seller.seed,
+            seller_token_hash=seller.token_hash,
+            status="open",
+            rounds=0,
+            model_version=model_version,
+            created_at=created_at or datetime.now(UTC),
+        )
+        .returning(NegotiationRow.id)
+    ).scalar_one()
+    _add_turns(negotiation_id, state.transcript, first_seq=0, session=session)
+    return negotiation_id
 
 
 def _add_turns(
     negotiation_id: int, turns: Sequence[Turn], *, first_seq: int, session: Session
 ) -> None:
-    for offset, turn in enumerate(turns):
-        session.add(
-            TurnRow(
-                negotiation_id=negotiation_id,
-                seq=first_seq + offset,
-                party=turn.party.value,
-                move=turn.move.value,
-                price=money_decimal(turn.price) if turn.price is not None else None,
-                round=turn.round,
-            )
-        )
+    if not turns:
+        return
+    # One executemany through Core: the ORM's unit of work cost ~3x as much per turn here.
+    session.execute(
+        insert(TurnRow),
+        [
+            {
+                "negotiation_id": negotiation_id,
+                "seq": first_seq + offset,
+                "party": turn.party.value,
+                "move": turn.move.value,
+                "price": money_decimal(turn.price) if turn.price is not None else None,
+                "round": turn.round,
+            }
+            for offset, turn in enumerate(turns)
+        ],
+    )
 
 
 def record_progress(
@@ -177,10 +196,13 @@ def record_progress(
     *,
     session: Session,
     decision: LoggedDecision | None = None,
+    answered: tuple[int, float] | None = None,
     reward: float | None = None,
 ) -> None:
-    """Store the moves that took `before` to `after`, the buyer's decision (if any) and, once
-    the negotiation is over, its outcome. The update only applies if nobody else moved first."""
+    """Store the moves that took `before` to `after`: the new turns, the buyer's decision (if
+    any), the reward of the earlier decision the seller's move `answered` (round, reward) and,
+    once the negotiation is over, its outcome and return `reward`. The update only applies if
+    nobody else moved first (Conflict otherwise)."""
     new_turns = after.transcript[len(before.transcript) :]
     values: dict[str, object] = {"rounds": after.buyer_moves}
     if after.is_over:
@@ -203,22 +225,28 @@ def record_progress(
     )
     if updated.rowcount != 1:  # type: ignore[attr-defined]
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again")
-    _add_turns(negotiation_id, new_turns, first_seq=len(before.transcript), session=session)
-    if decision is not None:
-        session.add(
-            DecisionRow(
-                negotiation_id=negotiation_id,
-                round=decision.round,
-                observation=[float(x) for x in decision.observation],
-                action_mask=[bool(x) for x in decision.action_mask],
-                move=decision.move,
-                propensity=decision.propensity,
-                model_version=decision.model_version,
-                reward=decision.reward,
-            )
+    if answered is not None:
+        round_, answered_reward = answered
+        session.execute(
+            update(DecisionRow)
+            .where(DecisionRow.negotiation_id == negotiation_id, DecisionRow.round == round_)
+            .values(reward=answered_reward)
         )
     try:
-        session.flush()
+        _add_turns(negotiation_id, new_turns, first_seq=len(before.transcript), session=session)
+        if decision is not None:
+            session.execute(
+                insert(DecisionRow).values(
+                    negotiation_id=negotiation_id,
+                    round=decision.round,
+                    observation=[float(x) for x in decision.observation],
+                    action_mask=[bool(x) for x in decision.action_mask],
+                    move=decision.move,
+                    propensity=decision.propensity,
+                    model_version=decision.model_version,
+                    reward=decision.reward,
+                )
+            )
     except IntegrityError:  # another request stored the same move first
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
 
@@ -248,6 +276,15 @@ def _negotiation(
         if with_decisions
         else []
     )
+    return _stored(row, get_product(row.product_id, session=session), turns, decisions)
+
+
+def _stored(
+    row: NegotiationRow,
+    product: StoredProduct,
+    turns: Sequence[TurnRow],
+    decisions: Sequence[DecisionRow],
+) -> StoredNegotiation:
     terms = Terms(
         float(row.list_price),
         float(row.buyer_limit),
@@ -256,7 +293,7 @@ def _negotiation(
     )
     return StoredNegotiation(
         id=row.id,
-        product=get_product(row.product_id, session=session),
+        product=product,
         seller=SellerInfo(
             row.seller_kind, row.seller_strategy, row.seller_seed, row.seller_token_hash
         ),
@@ -317,7 +354,7 @@ def list_negotiations(
             query = query.where(column == value)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(NegotiationRow.id.desc()).limit(limit).offset(offset))
-    return [_negotiation(row, session=session) for row in rows], total
+    return _negotiations(rows.all(), session=session), total
 
 
 def open_negotiation_ids(*, session: Session) -> list[int]:
@@ -331,29 +368,305 @@ def open_negotiation_ids(*, session: Session) -> list[int]:
     )
 
 
-def finished_experiences(*, session: Session, limit: int) -> Transitions | None:
-    """At least the newest `limit` experiences of finished negotiations (whole negotiations),
-    to rebuild the replay buffer after a restart; None if there are none."""
-    ids = session.scalars(
-        select(NegotiationRow.id)
-        .where(NegotiationRow.status == "finished")
-        .order_by(NegotiationRow.id.desc())
-    ).all()
-    batches: list[Transitions] = []
-    total = 0
-    for negotiation_id in ids:
-        negotiation = get_negotiation(negotiation_id, session=session)
-        if not negotiation.decisions:
-            continue
-        rewards = [d.reward or 0.0 for d in negotiation.decisions]
-        batches.append(negotiation_transitions(negotiation.decisions, rewards, negotiation.state))
-        total += len(negotiation.decisions)
-        if total >= limit:
-            break
+def _negotiations(rows: Sequence[NegotiationRow], *, session: Session) -> list[StoredNegotiation]:
+    """Many negotiations with their turns and decisions in three queries, not 2 per row."""
+    ids = [row.id for row in rows]
+    turns: dict[int, list[TurnRow]] = {i: [] for i in ids}
+    decisions: dict[int, list[DecisionRow]] = {i: [] for i in ids}
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        chunk = ids[start : start + 500]
+        for turn in session.scalars(
+            select(TurnRow).where(TurnRow.negotiation_id.in_(chunk)).order_by(TurnRow.seq)
+        ):
+            turns[turn.negotiation_id].append(turn)
+        for decision in session.scalars(
+            select(DecisionRow)
+            .where(DecisionRow.negotiation_id.in_(chunk))
+            .order_by(DecisionRow.round)
+        ):
+            decisions[decision.negotiation_id].append(decision)
+    products = {p.id: p for p in list_products(session=session)}
+    return [
+        _stored(row, products[row.product_id], turns[row.id], decisions[row.id]) for row in rows
+    ]
+
+
+def _experiences(negotiations: Sequence[StoredNegotiation]) -> Transitions | None:
+    batches = [
+        negotiation_transitions(n.decisions, [d.reward or 0.0 for d in n.decisions], n.state)
+        for n in negotiations
+        if n.decisions
+    ]
     if not batches:
         return None
-    batches.reverse()  # oldest first, as they were played
     return Transitions(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
+
+
+def learned_experiences(*, session: Session, limit: int) -> Transitions | None:
+    """At least the newest `limit` experiences the learner has taken in (whole negotiations),
+    oldest first, to rebuild its replay buffer after a restart; None if there are none."""
+    rows: list[NegotiationRow] = []
+    total = 0
+    query = (
+        select(NegotiationRow)
+        .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_not(None))
+        .order_by(NegotiationRow.id.desc())
+    )
+    for row in session.scalars(query.execution_options(yield_per=1000)):
+        rows.append(row)
+        total += row.rounds
+        if total >= limit:
+            break
+    rows.reverse()  # oldest first, as they were played
+    return _experiences(_negotiations(rows, session=session))
+
+
+def negotiations_to_learn(*, session: Session, limit: int) -> list[StoredNegotiation]:
+    """The learner's queue: finished negotiations not yet learned from, in the order they ended."""
+    rows = session.scalars(
+        select(NegotiationRow)
+        .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_(None))
+        .order_by(NegotiationRow.finished_at, NegotiationRow.id)
+        .limit(limit)
+    ).all()
+    return _negotiations(rows, session=session)
+
+
+def experiences_of(negotiation: StoredNegotiation) -> Transitions | None:
+    """One finished negotiation's experiences for the replay buffer (None without decisions)."""
+    return _experiences([negotiation])
+
+
+def mark_learned(negotiation_ids: Sequence[int], *, session: Session) -> None:
+    session.execute(
+        update(NegotiationRow)
+        .where(NegotiationRow.id.in_(negotiation_ids))
+        .values(learned_at=datetime.now(UTC))
+    )
+
+
+# -- model snapshots: what serves, and the log of model changes ----------------------------------
+
+SERVING_VERSION = "serving_version"
+"""Counter naming the model version every serving process acts with."""
+TRAINING_ENABLED = "training_enabled"
+"""Counter: 1 while online training is on (switched at run time by the operator)."""
+NEGOTIATIONS_LEARNED = "negotiations_learned"
+"""Counter: negotiations the learner has trained on (checkpoint names count with it)."""
+
+
+@dataclass(frozen=True)
+class StoredSnapshot:
+    version: int
+    created_at: datetime
+    source: str
+    checkpoint: str | None
+    negotiations: int
+    trained_from: datetime | None
+    weights: bytes | None
+
+
+def _snapshot(row: ModelSnapshotRow, *, with_weights: bool = True) -> StoredSnapshot:
+    return StoredSnapshot(
+        row.version,
+        row.created_at,
+        row.source,
+        row.checkpoint,
+        row.negotiations,
+        row.trained_from,
+        row.weights if with_weights else None,
+    )
+
+
+def serving_version(*, session: Session) -> int | None:
+    row = session.get(CounterRow, SERVING_VERSION)
+    return row.value if row is not None else None
+
+
+def get_snapshot(version: int, *, session: Session) -> StoredSnapshot:
+    row = session.get(ModelSnapshotRow, version)
+    if row is None:
+        raise NotFound(f"no model version {version}")
+    return _snapshot(row)
+
+
+def highest_version(*, session: Session) -> int:
+    """The highest model version ever used, in snapshots or by negotiations (0 if none)."""
+    snapshots = session.scalar(select(func.max(ModelSnapshotRow.version))) or 0
+    served = session.scalar(select(func.max(NegotiationRow.model_version))) or 0
+    return max(snapshots, served)
+
+
+def publish_snapshot(
+    weights: bytes,
+    *,
+    session: Session,
+    version: int,
+    expected_serving: int | None,
+    source: str,
+    negotiations: int,
+    checkpoint: str | None = None,
+    trained_from: datetime | None = None,
+) -> None:
+    """Add model `version` and make it the one that serves, if the serving version is still
+    `expected_serving` (compare-and-swap); Conflict otherwise, or if `version` is taken."""
+    session.add(
+        ModelSnapshotRow(
+            version=version,
+            created_at=datetime.now(UTC),
+            source=source,
+            checkpoint=checkpoint,
+            negotiations=negotiations,
+            trained_from=trained_from,
+            weights=weights,
+        )
+    )
+    try:
+        session.flush()
+    except IntegrityError:
+        raise Conflict(f"model version {version} exists already") from None
+    if expected_serving is None:
+        if session.get(CounterRow, SERVING_VERSION) is not None:
+            raise Conflict("a model is serving already")
+        session.add(CounterRow(name=SERVING_VERSION, value=version))
+        try:
+            session.flush()
+        except IntegrityError:
+            raise Conflict("a model is serving already") from None
+        return
+    swapped = session.execute(
+        update(CounterRow)
+        .where(CounterRow.name == SERVING_VERSION, CounterRow.value == expected_serving)
+        .values(value=version)
+    )
+    if swapped.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("the serving model changed meanwhile")
+
+
+def forget_old_weights(*, session: Session, keep: int) -> None:
+    """Drop the weights of all but the newest `keep` versions (their log rows stay)."""
+    newest = session.scalar(select(func.max(ModelSnapshotRow.version)))
+    if newest is None:
+        return
+    cutoff = session.scalar(
+        select(ModelSnapshotRow.version)
+        .where(ModelSnapshotRow.weights.is_not(None))
+        .order_by(ModelSnapshotRow.version.desc())
+        .offset(keep)
+        .limit(1)
+    )
+    if cutoff is not None:
+        session.execute(
+            update(ModelSnapshotRow)
+            .where(ModelSnapshotRow.version <= cutoff, ModelSnapshotRow.weights.is_not(None))
+            .values(weights=None)
+        )
+
+
+def model_log(*, session: Session, limit: int) -> list[StoredSnapshot]:
+    """The newest `limit` model versions, newest first, without their weights."""
+    rows = session.scalars(
+        select(ModelSnapshotRow).order_by(ModelSnapshotRow.version.desc()).limit(limit)
+    )
+    return [_snapshot(row, with_weights=False) for row in rows]
+
+
+@dataclass(frozen=True)
+class FinishedPoint:
+    """One finished negotiation as a point of the dashboard's series."""
+
+    id: int
+    finished_at: datetime
+    outcome: str
+    reward: float | None
+    savings_pct: float | None
+    """Saving against list price, in percent (deals only)."""
+    model_version: int
+
+
+def finished_series(*, session: Session, limit: int) -> list[FinishedPoint]:
+    """The newest `limit` finished negotiations, in the order they ended."""
+    rows = session.execute(
+        select(
+            NegotiationRow.id,
+            NegotiationRow.finished_at,
+            NegotiationRow.outcome,
+            NegotiationRow.reward,
+            NegotiationRow.list_price,
+            NegotiationRow.deal_price,
+            NegotiationRow.model_version,
+        )
+        .where(NegotiationRow.status == "finished")
+        .order_by(NegotiationRow.finished_at.desc(), NegotiationRow.id.desc())
+        .limit(limit)
+    ).all()
+    return [
+        FinishedPoint(
+            r.id,
+            r.finished_at,
+            r.outcome,
+            r.reward,
+            float(100 * (r.list_price - r.deal_price) / r.list_price)
+            if r.deal_price is not None
+            else None,
+            r.model_version,
+        )
+        for r in reversed(rows)
+    ]
+
+
+# -- training history -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingPoint:
+    at: datetime
+    negotiations: int
+    loss: float | None
+    replay_buffer_size: int
+    epsilon: float
+    model_version: int
+    checkpoint: str | None = None
+    checkpoint_error: str | None = None
+
+
+def add_training_point(point: TrainingPoint, *, session: Session) -> None:
+    session.execute(insert(TrainingPointRow).values(**dataclasses.asdict(point)))
+
+
+def _point(row: TrainingPointRow) -> TrainingPoint:
+    return TrainingPoint(
+        row.at,
+        row.negotiations,
+        row.loss,
+        row.replay_buffer_size,
+        row.epsilon,
+        row.model_version,
+        row.checkpoint,
+        row.checkpoint_error,
+    )
+
+
+def training_history(*, session: Session, limit: int) -> list[TrainingPoint]:
+    """The newest `limit` learner updates, oldest first."""
+    rows = session.scalars(
+        select(TrainingPointRow).order_by(TrainingPointRow.id.desc()).limit(limit)
+    ).all()
+    return [_point(row) for row in reversed(rows)]
+
+
+def last_checkpoint_point(*, session: Session) -> TrainingPoint | None:
+    """The newest learner update that saved a checkpoint or failed to."""
+    row = session.scalars(
+        select(TrainingPointRow)
+        .where(
+            (TrainingPointRow.checkpoint.is_not(None))
+            | (TrainingPointRow.checkpoint_error.is_not(None))
+        )
+        .order_by(TrainingPointRow.id.desc())
+        .limit(1)
+    ).first()
+    return _point(row) if row is not None else None
 
 
 # -- counters ---------------------------------------------------------------------------------
@@ -371,17 +684,6 @@ def set_counter(name: str, value: int, *, session: Session) -> None:
     else:
         row.value = value
     session.flush()
-
-
-def set_decision_reward(
-    negotiation_id: int, round_: int, reward: float, *, session: Session
-) -> None:
-    """Fill in the reward of a buyer decision once the seller has answered it."""
-    session.execute(
-        update(DecisionRow)
-        .where(DecisionRow.negotiation_id == negotiation_id, DecisionRow.round == round_)
-        .values(reward=reward)
-    )
 
 
 @dataclass(frozen=True)

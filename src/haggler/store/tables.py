@@ -11,11 +11,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
+    LargeBinary,
     Numeric,
     String,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -36,8 +39,20 @@ class ProductRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+LEARNER_QUEUE = text("status = 'finished' AND learned_at IS NULL")
+
+
 class NegotiationRow(Base):
     __tablename__ = "negotiations"
+    __table_args__ = (
+        # The learner's queue (finished, not learned from yet): a partial index keeps it small.
+        Index(
+            "ix_negotiations_to_learn",
+            "finished_at",
+            sqlite_where=LEARNER_QUEUE,
+            postgresql_where=LEARNER_QUEUE,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), index=True)
@@ -59,6 +74,8 @@ class NegotiationRow(Base):
     model_version: Mapped[int] = mapped_column(Integer, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    learned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the learner took it in (its queue is the finished ones without this)."""
 
 
 class TurnRow(Base):
@@ -101,3 +118,38 @@ class CounterRow(Base):
 
     name: Mapped[str] = mapped_column(String(50), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelSnapshotRow(Base):
+    """A model version as published for serving: the newest one is what every serving process
+    acts with. `weights` (the policy network as .npz) is kept for the newest versions only; the
+    rows themselves are the log of model changes."""
+
+    __tablename__ = "model_snapshots"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    source: Mapped[str] = mapped_column(String(20))
+    """'starter' (the model file at first start), 'training' or 'restore'."""
+    checkpoint: Mapped[str | None] = mapped_column(String(500))
+    negotiations: Mapped[int] = mapped_column(Integer)
+    """Negotiations the learner had trained on when it published this version."""
+    trained_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """End of the oldest negotiation first learned from in this version."""
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class TrainingPointRow(Base):
+    """One learner update: the training history the dashboard and `/api/training` show."""
+
+    __tablename__ = "training_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    negotiations: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float | None] = mapped_column(Float)
+    replay_buffer_size: Mapped[int] = mapped_column(Integer)
+    epsilon: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[int] = mapped_column(Integer)
+    checkpoint: Mapped[str | None] = mapped_column(String(500))
+    checkpoint_error: Mapped[str | None] = mapped_column(String(1000))

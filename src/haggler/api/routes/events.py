@@ -1,6 +1,6 @@
 """Server-sent events: one `update` event whenever what the pages show has changed.
 
-The stream polls the store (and the serving model's status) about once a second and sends the
+The stream polls the store (and the serving model's version) about once a second and sends the
 new state only when it differs from the last one sent, so idle pages cost one small read a second
 and the pages refetch what they show when told. The store is read, not an in-process signal, so
 a page sees negotiations that another service process on the same database has finished.
@@ -33,19 +33,18 @@ def current_state(runtime: Runtime) -> dict[str, Any]:
         _, finished = repo.list_negotiations(
             session=session, where=repo.NegotiationFilter(status="finished"), limit=1
         )
+        updates = repo.training_history(session=session, limit=1)
+    update = updates[-1] if updates else None
     service = runtime.service
-    learner = service.learner.status if service.learner is not None else None
     return {
         "negotiations": negotiations,
         "finished": finished,
         "newest_id": newest[0].id if newest else None,
         "model_version": service.agent.snapshot.version,
         "training_enabled": service.enable_training,
-        "replay_buffer_size": service.agent.buffer_size,
-        "negotiations_trained": learner.negotiations if learner else 0,
-        "last_checkpoint": learner.last_checkpoint.name
-        if learner and learner.last_checkpoint
-        else None,
+        "learner_updates": update.negotiations if update else 0,
+        "replay_buffer_size": update.replay_buffer_size if update else 0,
+        "last_checkpoint": update.checkpoint if update else None,
     }
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import secrets
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy.orm import Session
 
-from haggler.agent import negotiation_transitions
 from haggler.api.deps import RuntimeDep, SessionDep, TokenDep, hash_token
 from haggler.api.routes.catalogue import product_out
 from haggler.api.schemas import (
@@ -35,6 +35,7 @@ from haggler.negotiation import (
     Move,
     NegotiationState,
     Party,
+    ProtocolError,
     Terms,
     apply_move,
     episode_return,
@@ -113,35 +114,37 @@ def seller_view(stored: repo.StoredNegotiation) -> SellerViewOut:
     )
 
 
-def _buyer_turn(
-    service: NegotiationService, negotiation_id: int, state: NegotiationState, *, session: Session
+def _turn(
+    service: NegotiationService,
+    negotiation_id: int,
+    state: NegotiationState,
+    seller_action: Action | None,
+    *,
+    session: Session,
 ) -> NegotiationState:
-    """The agent moves; its decision is stored with the move (its reward comes with the answer)."""
-    logged = service.decide(state)
-    after = apply_move(state, Party.BUYER, to_action(state, logged.move))
-    reward = step_reward(after) if after.is_over else None
+    """The seller's move (if any), then the agent's answer while the negotiation goes on, stored
+    in one write: the turns, the agent's decision with its propensity, and the reward of the
+    decision the seller's move answered."""
+    after, answered = state, None
+    if seller_action is not None:
+        after = apply_move(after, Party.SELLER, seller_action)
+        answered = (state.buyer_moves, step_reward(after))
+    decision = None
+    if not after.is_over:
+        logged = service.decide(after)
+        moved = apply_move(after, Party.BUYER, to_action(after, logged.move))
+        decision = dataclasses.replace(logged, reward=step_reward(moved) if moved.is_over else None)
+        after = moved
     repo.record_progress(
         negotiation_id,
         state,
         after,
         session=session,
-        decision=dataclasses.replace(logged, reward=reward),
-        reward=_return(after),
+        decision=decision,
+        answered=answered,
+        reward=episode_return(after) if after.is_over else None,
     )
     return after
-
-
-def _return(state: NegotiationState) -> float | None:
-    """The negotiation's return (sum of its decisions' rewards) once it is over."""
-    return episode_return(state) if state.is_over else None
-
-
-def _learn(service: NegotiationService, stored: repo.StoredNegotiation) -> None:
-    if stored.state.is_over and stored.decisions:
-        rewards = [d.reward or 0.0 for d in stored.decisions]
-        service.learn_from(
-            stored.id, negotiation_transitions(stored.decisions, rewards, stored.state)
-        )
 
 
 @router.post(
@@ -170,17 +173,26 @@ async def start(
     )
     service = runtime.service
     version = service.agent.snapshot.version
+    created_at = datetime.now(UTC)
     if body.seller.kind == "external":
         token = secrets.token_urlsafe(24)
         state = open_negotiation(terms, float(body.seller.asking_price))
         seller = repo.SellerInfo("external", token_hash=hash_token(token))
         negotiation_id = repo.create_negotiation(
-            state, session=session, product_id=product.id, seller=seller, model_version=version
+            state,
+            session=session,
+            product_id=product.id,
+            seller=seller,
+            model_version=version,
+            created_at=created_at,
         )
-        _buyer_turn(service, negotiation_id, state, session=session)
+        state = _turn(service, negotiation_id, state, None, session=session)
         session.commit()
-        stored = repo.get_negotiation(negotiation_id, session=session)
-        _learn(service, stored)
+        stored = repo.StoredNegotiation(
+            negotiation_id, product, seller, state, version, None, created_at, None, ()
+        )
+        if not state.is_over:
+            runtime.open_negotiations[negotiation_id] = stored
         return ExternalStartOut(seller_token=token, negotiation=seller_view(stored))
 
     seed = body.seller.seed
@@ -194,29 +206,13 @@ async def start(
         product_id=product.id,
         seller=repo.SellerInfo("simulated", body.seller.strategy, seed),
         model_version=version,
+        created_at=created_at,
     )
+    state = _turn(service, negotiation_id, state, None, session=session)
     while not state.is_over:
-        after_buyer = _buyer_turn(service, negotiation_id, state, session=session)
-        if after_buyer.is_over:
-            break
-        state = _seller_turn(
-            negotiation_id, after_buyer, persona.respond(after_buyer), session=session
-        )
+        state = _turn(service, negotiation_id, state, persona.respond(state), session=session)
     session.commit()
-    stored = repo.get_negotiation(negotiation_id, session=session)
-    _learn(service, stored)
-    return negotiation_out(stored)
-
-
-def _seller_turn(
-    negotiation_id: int, state: NegotiationState, action: Action, *, session: Session
-) -> NegotiationState:
-    """Apply the seller's move, reward the buyer's decision it answers, store both."""
-    after = apply_move(state, Party.SELLER, action)
-    reward = step_reward(after)
-    repo.set_decision_reward(negotiation_id, state.buyer_moves, reward, session=session)
-    repo.record_progress(negotiation_id, state, after, session=session, reward=_return(after))
-    return after
+    return negotiation_out(repo.get_negotiation(negotiation_id, session=session))
 
 
 @router.post(
@@ -236,7 +232,35 @@ async def seller_move(
     session: SessionDep,
     token: TokenDep,
 ) -> SellerViewOut:
-    stored = _get(negotiation_id, session, with_decisions=False)
+    cached = runtime.open_negotiations.get(negotiation_id)
+    while True:
+        stored = cached or _get(negotiation_id, session, with_decisions=False)
+        _check_seller(stored, token)
+        action = _seller_action(body)
+        try:
+            state = _turn(runtime.service, negotiation_id, stored.state, action, session=session)
+            session.commit()
+            break
+        except repo.Conflict as error:
+            session.rollback()
+            runtime.open_negotiations.pop(negotiation_id, None)
+            if cached is None:
+                raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+            cached = None  # what this process had may be stale: read it again and retry
+        except ProtocolError:
+            runtime.open_negotiations.pop(negotiation_id, None)
+            raise
+    stored = dataclasses.replace(stored, state=state)
+    if state.is_over:
+        runtime.open_negotiations.pop(negotiation_id, None)
+    else:
+        runtime.open_negotiations[negotiation_id] = stored
+    # The answer is built from the state just committed: no second read of the negotiation.
+    return seller_view(stored)
+
+
+def _check_seller(stored: repo.StoredNegotiation, token: str | None) -> None:
+    """Only the external seller of this negotiation, with its token, may move in it."""
     if stored.seller.kind != "external":
         raise HTTPException(status.HTTP_409_CONFLICT, "this negotiation's seller is simulated")
     if token is None:
@@ -250,25 +274,15 @@ async def seller_move(
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "this seller token is not for this negotiation"
         )
+
+
+def _seller_action(body: SellerMoveIn) -> Action:
     move = Move(body.move)
     if move is Move.COUNTER and body.price is None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "a counter-offer needs a price")
     if move is not Move.COUNTER and body.price is not None:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{body.move} takes no price")
-    action = Action(move, float(body.price) if body.price is not None else None)
-    state = stored.state
-    try:
-        state = _seller_turn(negotiation_id, state, action, session=session)
-        if not state.is_over:
-            state = _buyer_turn(runtime.service, negotiation_id, state, session=session)
-    except repo.Conflict as error:
-        session.rollback()
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    session.commit()
-    if state.is_over:  # the learner needs the decisions with their rewards, as stored
-        _learn(runtime.service, repo.get_negotiation(negotiation_id, session=session))
-    # The answer is built from the state just committed: no second read of the negotiation.
-    return seller_view(dataclasses.replace(stored, state=state))
+    return Action(move, float(body.price) if body.price is not None else None)
 
 
 def _get(

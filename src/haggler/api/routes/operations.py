@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy.orm import Session
 
-from haggler.api.deps import OperatorDep, RuntimeDep, SessionDep
+from haggler import model_versions
+from haggler.api.deps import OperatorDep, Runtime, RuntimeDep, SessionDep
 from haggler.api.schemas import (
     CheckpointOut,
     Estimate,
+    FinishedPointOut,
+    FinishedSeriesOut,
+    ModelVersionOut,
     RestoreIn,
     SummaryOut,
+    TrainingHistoryOut,
     TrainingIn,
     TrainingOut,
+    TrainingPointOut,
 )
 from haggler.checkpoints import CheckpointError, list_checkpoints, resolve_checkpoint
 from haggler.evaluation import mean_ci, proportion_ci
@@ -49,38 +56,96 @@ async def summary(session: SessionDep) -> SummaryOut:
     )
 
 
-def _training(runtime: RuntimeDep) -> TrainingOut:
+def _training(runtime: Runtime, session: Session) -> TrainingOut:
     service = runtime.service
-    learner = service.learner
-    learner_status = learner.status if learner is not None else None
+    history = repo.training_history(session=session, limit=50)
+    latest = history[-1] if history else None
+    saved = repo.last_checkpoint_point(session=session)
+    delays = runtime.update_delays
     return TrainingOut(
         enabled=service.enable_training,
         epsilon=service.epsilon,
         model_version=service.agent.snapshot.version,
-        replay_buffer_size=service.agent.buffer_size,
-        negotiations_trained=learner_status.negotiations if learner_status else 0,
-        last_loss=learner_status.last_loss if learner_status else None,
-        last_checkpoint=learner_status.last_checkpoint.name
-        if learner_status and learner_status.last_checkpoint
-        else None,
-        checkpoint_error=learner_status.checkpoint_error if learner_status else None,
-        update_delay_median_s=float(np.median(learner_status.update_delays))
-        if learner_status and learner_status.update_delays
-        else None,
+        replay_buffer_size=latest.replay_buffer_size if latest else 0,
+        negotiations_trained=repo.get_counter(repo.NEGOTIATIONS_LEARNED, session=session),
+        last_loss=next((p.loss for p in reversed(history) if p.loss is not None), None),
+        last_checkpoint=saved.checkpoint if saved else None,
+        checkpoint_error=saved.checkpoint_error if saved else None,
+        update_delay_median_s=float(np.median(delays)) if delays else None,
+        learner_running=runtime.learner_alive() if runtime.learner_alive else None,
     )
 
 
 @router.get("/training", summary="Online training status")
-async def training(runtime: RuntimeDep) -> TrainingOut:
-    return _training(runtime)
+async def training(runtime: RuntimeDep, session: SessionDep) -> TrainingOut:
+    return _training(runtime, session)
 
 
 @router.put("/training", summary="Turn online training on or off", responses=AUTH)
 async def set_training(
-    body: TrainingIn, runtime: RuntimeDep, _operator: OperatorDep
+    body: TrainingIn, runtime: RuntimeDep, session: SessionDep, _operator: OperatorDep
 ) -> TrainingOut:
-    runtime.service.set_training(body.enabled)
-    return _training(runtime)
+    repo.set_counter(repo.TRAINING_ENABLED, int(body.enabled), session=session)
+    session.commit()
+    runtime.service.set_training(body.enabled)  # the learner and other processes follow the store
+    return _training(runtime, session)
+
+
+@router.get("/training/history", summary="The learner's updates: loss, buffer, exploration")
+async def training_history(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 500
+) -> TrainingHistoryOut:
+    points = repo.training_history(session=session, limit=limit)
+    return TrainingHistoryOut(
+        points=[
+            TrainingPointOut(
+                at=p.at,
+                negotiations=p.negotiations,
+                loss=p.loss,
+                replay_buffer_size=p.replay_buffer_size,
+                epsilon=p.epsilon,
+                model_version=p.model_version,
+                checkpoint=p.checkpoint,
+            )
+            for p in points
+        ]
+    )
+
+
+@router.get("/models", summary="The log of model changes, newest first")
+async def models(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[ModelVersionOut]:
+    return [
+        ModelVersionOut(
+            version=m.version,
+            created_at=m.created_at,
+            source=m.source,
+            checkpoint=m.checkpoint,
+            negotiations=m.negotiations,
+        )
+        for m in repo.model_log(session=session, limit=limit)
+    ]
+
+
+@router.get("/metrics/negotiations", summary="Finished negotiations as a series, oldest first")
+async def finished_series(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+) -> FinishedSeriesOut:
+    return FinishedSeriesOut(
+        points=[
+            FinishedPointOut(
+                id=p.id,
+                finished_at=p.finished_at,
+                outcome=p.outcome,
+                deal=p.outcome == "deal",
+                reward=p.reward,
+                savings_pct=p.savings_pct,
+                model_version=p.model_version,
+            )
+            for p in repo.finished_series(session=session, limit=limit)
+        ]
+    )
 
 
 @router.get("/checkpoints", summary="The checkpoints, oldest first")
@@ -104,10 +169,14 @@ async def checkpoints(runtime: RuntimeDep) -> list[CheckpointOut]:
         400: {"description": "Outside the checkpoint folder, missing, or not a checkpoint."},
     },
 )
-async def restore(body: RestoreIn, runtime: RuntimeDep, _operator: OperatorDep) -> TrainingOut:
+async def restore(
+    body: RestoreIn, runtime: RuntimeDep, session: SessionDep, _operator: OperatorDep
+) -> TrainingOut:
+    checkpoint_dir = runtime.settings.checkpoint_dir
     try:
-        path = resolve_checkpoint(runtime.settings.checkpoint_dir, body.checkpoint)
-        runtime.service.restore(path)
+        path = resolve_checkpoint(checkpoint_dir, body.checkpoint)
+        restored = model_versions.restore(path, checkpoint_dir, runtime.sessions)
     except CheckpointError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
-    return _training(runtime)
+    runtime.service.agent.serve(restored)  # this process at once; the others within a poll
+    return _training(runtime, session)

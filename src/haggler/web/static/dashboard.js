@@ -67,6 +67,9 @@ function renderTraining(t) {
     ["Last checkpoint", t.last_checkpoint ?? "—"],
     ["Update delay (median)", t.update_delay_median_s === null ? "—" : `${t.update_delay_median_s.toFixed(2)} s`],
   ];
+  if (t.learner_running !== null && t.learner_running !== undefined) {
+    facts.splice(1, 0, ["Learner", t.learner_running ? "running" : el("span", { class: "error" }, "stopped")]);
+  }
   if (t.checkpoint_error) facts.push(["Checkpoint error", el("span", { class: "error" }, t.checkpoint_error)]);
   $("training").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
   $("toggle-training").textContent = t.enabled ? "Turn training off" : "Turn training on";
@@ -147,7 +150,8 @@ function drawCharts() {
 // --- checkpoints and model changes ---------------------------------------------------------
 
 function renderCheckpoints(checkpoints) {
-  const versionOf = new Map(models.filter((m) => m.checkpoint).map((m) => [m.checkpoint, m.version]));
+  // A checkpoint holds the version the learner had published when it saved it.
+  const versionOf = new Map(history.filter((p) => p.checkpoint).map((p) => [p.checkpoint, p.model_version]));
   const rows = [...checkpoints].reverse().map((c) =>
     el("tr", {},
       el("td", {}, c.name, versionOf.has(c.name) ? el("span", { class: "muted" }, ` (version ${versionOf.get(c.name)})`) : null),

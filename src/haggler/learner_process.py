@@ -1,0 +1,194 @@
+"""The service's learner: learns from the store and publishes model versions to it.
+
+Serving processes never train (measured: gradient steps inside the serving process doubled the
+p99 turn latency). They store every decision; this learner, one per store, takes each finished
+negotiation from the store, runs the spec's online training on it (`OnlineLearner.learn`: the
+log lines, `min(len(experiences), TRAIN_STEPS)` steps, checkpoints every `SAVE_INTERVAL`), and
+publishes the new weights as a model version that every serving process picks up within a poll.
+It runs as its own process (`haggler learn`, started by `haggler serve`), or as a thread of the
+serving process (`LEARNER=thread`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from haggler import model_versions
+from haggler.agent import BuyerAgent, ModelFileError, PolicySnapshot
+from haggler.config import Settings
+from haggler.learner import LearnerConfig, OnlineLearner
+from haggler.store import repository as repo
+
+log = logging.getLogger("haggler.training")
+
+
+class StoreLearner:
+    """Online training fed by the store: one `step` takes in what finished since the last."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        poll_seconds: float = 0.05,
+        batch: int = 64,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.agent = BuyerAgent.from_file(settings.model_path)
+        self.learner = OnlineLearner(
+            self.agent,
+            LearnerConfig(
+                train_steps=settings.train_steps,
+                save_interval=settings.save_interval,
+                keep_checkpoints=settings.keep_checkpoints,
+                model_path=settings.model_path,
+                checkpoint_dir=settings.checkpoint_dir,
+            ),
+            background=False,
+        )
+        self.version: int | None = None
+        """The serving version this learner last published or followed."""
+
+    def start(self) -> None:
+        """Catch up with the store: the serving weights, the counters, the replay buffer."""
+        started = time.perf_counter()
+        model_versions.ensure_serving(self.agent, self.sessions)
+        with self.sessions() as session:
+            self.learner.status.negotiations = repo.get_counter(
+                repo.NEGOTIATIONS_LEARNED, session=session
+            )
+            self._follow(session, repo.serving_version(session=session))
+            experiences = repo.learned_experiences(
+                session=session, limit=self.agent.config.buffer_size
+            )
+        if experiences is not None:
+            self.agent.add_transitions(experiences)
+        self._record(enabled=False, losses=[], checkpoint=None)  # the restart shows in the history
+        log.info(
+            "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
+            "%d negotiations trained on",
+            time.perf_counter() - started,
+            self.version,
+            self.agent.buffer_size,
+            self.learner.status.negotiations,
+        )
+
+    def _follow(self, session: Session, serving: int | None) -> None:
+        """Learn on from the version that serves now (a restore, or another learner's)."""
+        if serving is None or serving == self.version:
+            return
+        stored = repo.get_snapshot(serving, session=session)
+        loaded = False
+        if stored.source == "restore" and stored.checkpoint is not None:
+            path = self.settings.checkpoint_dir / stored.checkpoint
+            try:  # the whole training state: target network and optimiser too
+                self.agent.load_model(path)
+                loaded = True
+            except ModelFileError as error:
+                log.warning("[Training] %s; learning on from the restored weights only", error)
+        if loaded:
+            self.agent.serve(dataclasses.replace(self.agent.snapshot, version=serving))
+        elif stored.weights is not None:
+            self.agent.adopt(PolicySnapshot.from_bytes(stored.weights, serving))
+        if self.version is not None:
+            log.info("[Training] Learning on from model version %d (%s)", serving, stored.source)
+        self.version = serving
+
+    def step(self) -> int:
+        """Take in the negotiations that finished since the last step; return how many."""
+        with self.sessions() as session:
+            enabled = repo.get_counter(repo.TRAINING_ENABLED, session=session) == 1
+            self._follow(session, repo.serving_version(session=session))
+            queue = repo.negotiations_to_learn(session=session, limit=self.batch)
+        if not queue:
+            return 0
+        losses = []
+        for taken, negotiation in enumerate(queue, start=1):
+            experiences = repo.experiences_of(negotiation)
+            if experiences is None:
+                continue
+            if enabled:
+                loss = self.learner.learn(negotiation.id, experiences)
+                if loss is not None:
+                    losses.append(loss)
+                if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
+                    queue = queue[:taken]
+                    break
+            else:  # every experience is kept; training resumes with it when switched on
+                self.agent.add_transitions(experiences)
+        with self.sessions() as session:
+            try:
+                if losses:
+                    published = model_versions.publish(
+                        session,
+                        self.agent.snapshot,
+                        expected_serving=self.version,
+                        source="training",
+                        negotiations=self.learner.status.negotiations,
+                        trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+                    )
+                    self.agent.serve(published)
+                repo.mark_learned([n.id for n in queue], session=session)
+                repo.set_counter(
+                    repo.NEGOTIATIONS_LEARNED, self.learner.status.negotiations, session=session
+                )
+                session.commit()
+            except repo.Conflict:  # a restore won the race: learn these again from it
+                session.rollback()
+                return 0
+            if losses:
+                self.version = self.agent.model_version
+        checkpoint = self.learner.save_if_due() if enabled else None
+        self._record(enabled=enabled, losses=losses, checkpoint=checkpoint)
+        return len(queue)
+
+    def _record(self, *, enabled: bool, losses: list[float], checkpoint: Path | None) -> None:
+        """One point of the training history (the dashboard's charts, `/api/training`)."""
+        status = self.learner.status
+        with self.sessions() as session:
+            repo.add_training_point(
+                repo.TrainingPoint(
+                    at=datetime.now(UTC),
+                    negotiations=status.negotiations,
+                    loss=sum(losses) / len(losses) if losses else None,
+                    replay_buffer_size=self.agent.buffer_size,
+                    epsilon=self.settings.epsilon if enabled else 0.0,
+                    model_version=self.version or 0,
+                    checkpoint=checkpoint.name if checkpoint is not None else None,
+                    checkpoint_error=status.checkpoint_error if checkpoint is None else None,
+                ),
+                session=session,
+            )
+            session.commit()
+
+    def run(self, stop: threading.Event, *, parent_pid: int | None = None) -> None:
+        """Step until `stop` is set (or, in a process of its own, until the parent is gone)."""
+        self.start()
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                log.info("[Training] The service stopped; the learner stops too")
+                return
+            try:
+                taken = self.step()
+            except OperationalError as error:  # a busy or restarting database: try again
+                log.warning("[Training] Store unavailable (%s); retrying", error.orig)
+                taken = 0
+                stop.wait(1.0)
+            except Exception:  # one bad negotiation must not stop learning for good
+                log.exception("[Training] Learner step failed")
+                taken = 0
+                stop.wait(1.0)
+            if taken == 0:
+                stop.wait(self.poll_seconds)
