@@ -412,17 +412,27 @@ def test_bad_input_in_every_form_shows_a_message_and_creates_nothing(
 # --- the operator ------------------------------------------------------------------------------
 
 
+def trained_on(server: Server, negotiations: int) -> int:
+    """Wait until the learner has trained on `negotiations` and this server serves its newest
+    model version; that version."""
+    deadline = time.monotonic() + 60
+    while True:
+        status = api(server, "GET", "/api/training")
+        newest = api(server, "GET", "/api/models?limit=1")[0]["version"]
+        if status["negotiations_trained"] >= negotiations and status["model_version"] == newest:
+            return int(newest)
+        assert time.monotonic() < deadline, f"the learner did not train on {negotiations}"
+        time.sleep(0.1)
+
+
 def test_an_operator_restores_a_checkpoint_and_the_dashboard_shows_the_new_version(
     training_server: Server, open_page: OpenPage
 ) -> None:
     server = training_server
     for seed in range(4):
         simulated(server, seed)
-    deadline = time.monotonic() + 60
-    while len(api(server, "GET", "/api/checkpoints")) < 2:
-        assert time.monotonic() < deadline, "no checkpoints were written"
-        time.sleep(0.1)
-    version = api(server, "GET", "/api/training")["model_version"]
+    version = trained_on(server, 4)
+    assert len(api(server, "GET", "/api/checkpoints")) == 2
 
     page = open_page("desktop")
     page.goto(f"{server.url}/dashboard")
@@ -435,6 +445,7 @@ def test_an_operator_restores_a_checkpoint_and_the_dashboard_shows_the_new_versi
     # Live: a negotiation finished elsewhere shows up without reloading.
     simulated(server, 50)
     expect(page.locator("#summary")).to_contain_text("Negotiations5")
+    expect(page.locator("#model-version")).to_have_text(str(trained_on(server, 5)))
     for chart in ("loss", "reward", "success", "savings", "buffer", "epsilon"):
         expect(page.locator(f"#chart-{chart} .main-svg").first).to_be_visible()
 
