@@ -2,7 +2,10 @@
 
 The load comes from wrk (a C client, its own process) with a Lua script that plays the seller:
 each connection runs one negotiation after another, so `--connections` negotiations are in
-flight at once. The server is a real `haggler serve` on a fresh SQLite store per run.
+flight at once. Two kinds of run: at a fixed offered rate (each seller waits `connections/rate`
+seconds before its next move, as a real seller thinks between moves), which gives the latency
+a user sees at that load; and flat out (no waiting), which gives the capacity. The server is a
+real `haggler serve` (with its learner process) on a fresh SQLite store per run.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ local function start()
   return wrk.format("POST", "/api/negotiations", {["Content-Type"] = "application/json"},
     '{"product_id": 1, "max_unit_price": "270.00", "max_rounds": 10,' ..
     ' "seller": {"kind": "external", "asking_price": "320.00"}}')
+end
+
+-- Seconds each connection waits before its next move (a seller thinking); 0 runs flat out.
+local think_ms = THINK_MS
+
+delay = function()
+  return think_ms
 end
 
 request = function()
@@ -72,6 +82,8 @@ end
 @dataclass(frozen=True)
 class LoadResult:
     training: bool
+    rate: float | None
+    """Offered turns per second (None: flat out)."""
     requests_per_second: float
     p50_ms: float
     p99_ms: float
@@ -102,16 +114,24 @@ def _get_json(url: str) -> dict[str, object]:
 
 
 def run_once(
-    model_path: Path, *, training: bool, seconds: int, connections: int, threads: int
+    model_path: Path,
+    *,
+    training: bool,
+    seconds: int,
+    connections: int,
+    threads: int,
+    rate: float | None = None,
 ) -> LoadResult:
-    """Start a server on a fresh store, load it with wrk, stop it, and return the figures."""
+    """Start a server on a fresh store, load it with wrk (at `rate` turns/s offered, or flat
+    out if None), stop it, and return the figures."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError("wrk is not installed: `apt-get install wrk`")
     with tempfile.TemporaryDirectory(prefix="haggler-bench-") as folder:
         work = Path(folder)
         script = work / "seller.lua"
-        script.write_text(SELLER_SCRIPT)
+        think_ms = 0 if rate is None else round(1000 * connections / rate)
+        script.write_text(SELLER_SCRIPT.replace("THINK_MS", str(think_ms)))
         port = _free_port()
         env = {
             **os.environ,
@@ -143,19 +163,21 @@ def run_once(
             output = subprocess.run(
                 [*command, "-s", str(script), url], capture_output=True, text=True, check=True
             ).stdout
+            time.sleep(1.0)  # the last negotiations' updates reach serving
             status = _get_json(f"{url}/api/training")
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(30)
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    achieved = re.search(r"Requests/sec:\s+([\d.]+)", output)
     total = re.search(r"(\d+) requests in", output)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    if rate is None or total is None:
+    if achieved is None or total is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     delay = status.get("update_delay_median_s")
     return LoadResult(
         training=training,
-        requests_per_second=float(rate[1]),
+        rate=rate,
+        requests_per_second=float(achieved[1]),
         p50_ms=_latency_ms(output, "50"),
         p99_ms=_latency_ms(output, "99"),
         requests=int(total[1]),

@@ -7,13 +7,15 @@ so that one request (or one negotiation step) is one transaction. Rows become do
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -110,6 +112,24 @@ def add_product(product: Product, *, session: Session) -> StoredProduct:
 
 # -- negotiations -----------------------------------------------------------------------------
 
+# The statements of a move, built once and run through Core on the session's connection: a move
+# is the service's hot path, and building statements and going through the ORM per call cost
+# ~3x the database work itself (measured: 1.0 ms against 0.3 ms a move on SQLite).
+NEGOTIATIONS = cast(Table, NegotiationRow.__table__)
+TURNS = cast(Table, TurnRow.__table__)
+DECISIONS = cast(Table, DecisionRow.__table__)
+_INSERT_NEGOTIATION = insert(NEGOTIATIONS).returning(NEGOTIATIONS.c.id)
+_INSERT_TURNS = insert(TURNS)
+_INSERT_DECISION = insert(DECISIONS)
+_REWARD_DECISION = (
+    update(DECISIONS)
+    .where(
+        DECISIONS.c.negotiation_id == bindparam("answered_negotiation"),
+        DECISIONS.c.round == bindparam("answered_round"),
+    )
+    .values(reward=bindparam("answered_reward"))
+)
+
 
 @dataclass(frozen=True)
 class SellerInfo:
@@ -144,25 +164,28 @@ def create_negotiation(
 ) -> int:
     """Store a negotiation just opened by the seller's ask; return its id."""
     terms = state.terms
-    negotiation_id: int = session.execute(
-        insert(NegotiationRow)
-        .values(
-            product_id=product_id,
-            quantity=terms.quantity,
-            list_price=money_decimal(terms.list_price),
-            buyer_limit=money_decimal(terms.buyer_limit),
-            max_rounds=terms.max_rounds,
-            seller_kind=seller.kind,
-            seller_strategy=seller.strategy,
-            seller_seed=seller.seed,
-            seller_token_hash=seller.token_hash,
-            status="open",
-            rounds=0,
-            model_version=model_version,
-            created_at=created_at or datetime.now(UTC),
+    negotiation_id: int = (
+        session.connection()
+        .execute(
+            _INSERT_NEGOTIATION,
+            {
+                "product_id": product_id,
+                "quantity": terms.quantity,
+                "list_price": money_decimal(terms.list_price),
+                "buyer_limit": money_decimal(terms.buyer_limit),
+                "max_rounds": terms.max_rounds,
+                "seller_kind": seller.kind,
+                "seller_strategy": seller.strategy,
+                "seller_seed": seller.seed,
+                "seller_token_hash": seller.token_hash,
+                "status": "open",
+                "rounds": 0,
+                "model_version": model_version,
+                "created_at": created_at or datetime.now(UTC),
+            },
         )
-        .returning(NegotiationRow.id)
-    ).scalar_one()
+        .scalar_one()
+    )
     _add_turns(negotiation_id, state.transcript, first_seq=0, session=session)
     return negotiation_id
 
@@ -172,9 +195,8 @@ def _add_turns(
 ) -> None:
     if not turns:
         return
-    # One executemany through Core: the ORM's unit of work cost ~3x as much per turn here.
-    session.execute(
-        insert(TurnRow),
+    session.connection().execute(
+        _INSERT_TURNS,
         [
             {
                 "negotiation_id": negotiation_id,
@@ -213,42 +235,59 @@ def record_progress(
             "reward": reward,
             "finished_at": datetime.now(UTC),
         }
+    connection = session.connection()
     # Optimistic concurrency: the row must still be open at the length we read.
-    updated = session.execute(
-        update(NegotiationRow)
-        .where(
-            NegotiationRow.id == negotiation_id,
-            NegotiationRow.status == "open",
-            NegotiationRow.rounds == before.buyer_moves,
-        )
-        .values(**values)
+    updated = connection.execute(
+        _advance_statement(after.is_over),
+        {"negotiation_id": negotiation_id, "rounds_before": before.buyer_moves, **values},
     )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
+    if updated.rowcount != 1:
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again")
     if answered is not None:
-        round_, answered_reward = answered
-        session.execute(
-            update(DecisionRow)
-            .where(DecisionRow.negotiation_id == negotiation_id, DecisionRow.round == round_)
-            .values(reward=answered_reward)
+        connection.execute(
+            _REWARD_DECISION,
+            {
+                "answered_negotiation": negotiation_id,
+                "answered_round": answered[0],
+                "answered_reward": answered[1],
+            },
         )
     try:
         _add_turns(negotiation_id, new_turns, first_seq=len(before.transcript), session=session)
         if decision is not None:
-            session.execute(
-                insert(DecisionRow).values(
-                    negotiation_id=negotiation_id,
-                    round=decision.round,
-                    observation=[float(x) for x in decision.observation],
-                    action_mask=[bool(x) for x in decision.action_mask],
-                    move=decision.move,
-                    propensity=decision.propensity,
-                    model_version=decision.model_version,
-                    reward=decision.reward,
-                )
+            connection.execute(
+                _INSERT_DECISION,
+                {
+                    "negotiation_id": negotiation_id,
+                    "round": decision.round,
+                    "observation": [float(x) for x in decision.observation],
+                    "action_mask": [bool(x) for x in decision.action_mask],
+                    "move": decision.move,
+                    "propensity": decision.propensity,
+                    "model_version": decision.model_version,
+                    "reward": decision.reward,
+                },
             )
     except IntegrityError:  # another request stored the same move first
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
+
+
+@functools.cache
+def _advance_statement(finishes: bool) -> Update:
+    """UPDATE of a negotiation's round count (and outcome, if it `finishes`), only if it is
+    still open at the round count the writer read."""
+    columns = ["rounds"]
+    if finishes:
+        columns += ["status", "outcome", "deal_price", "reward", "finished_at"]
+    return (
+        update(NEGOTIATIONS)
+        .where(
+            NEGOTIATIONS.c.id == bindparam("negotiation_id"),
+            NEGOTIATIONS.c.status == "open",
+            NEGOTIATIONS.c.rounds == bindparam("rounds_before"),
+        )
+        .values({column: bindparam(column) for column in columns})
+    )
 
 
 def get_negotiation(
