@@ -1,11 +1,16 @@
 // One negotiation as the purchaser sees it: terms, result, chart and transcript.
-import { OUTCOMES, api, drawNegotiation, el, label, money, resultCard, showError, subscribe, turnText, when } from "./common.js";
+import { OUTCOMES, api, drawNegotiation, el, label, money, resultCard, showError, subscribe, when } from "./common.js";
 
 const root = document.getElementById("negotiation");
 const id = root.dataset.id;
 const terms = document.getElementById("terms");
 const result = document.getElementById("result");
 const tbody = document.querySelector("#transcript tbody");
+
+function moveText(turn) {
+  if (turn.move === "counter") return turn.party === "seller" ? "asks" : "offers";
+  return turn.move === "accept" ? "accepts" : "walks away";
+}
 
 function facts(n) {
   const rows = [
@@ -35,7 +40,7 @@ async function load() {
   facts(n);
   tbody.replaceChildren(...n.transcript.map((t) =>
     el("tr", {}, el("td", {}, t.round), el("td", {}, t.party === "seller" ? "Seller" : "Agent"),
-      el("td", {}, turnText(t)), el("td", { class: "num" }, money(t.price)))));
+      el("td", {}, moveText(t)), el("td", { class: "num" }, money(t.price)))));
   await drawNegotiation(document.getElementById("chart"), n.transcript, {
     listPrice: n.product.list_price, limit: n.max_unit_price, maxRounds: n.max_rounds, dealPrice: n.result?.deal_price,
   });
