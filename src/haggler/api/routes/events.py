@@ -8,11 +8,11 @@ a page sees negotiations that another service process on the same database has f
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -54,13 +54,18 @@ def current_state(runtime: Runtime) -> dict[str, Any]:
     response_class=EventSourceResponse,
 )
 async def events(request: Request, runtime: RuntimeDep) -> EventSourceResponse:
+    shutdown = anyio.Event()  # set when the server stops: the stream ends cleanly
+
     async def stream() -> AsyncIterator[ServerSentEvent]:
         last: dict[str, Any] | None = None
-        while not await request.is_disconnected():
+        while not shutdown.is_set() and not await request.is_disconnected():
             state = current_state(runtime)
             if state != last:
                 yield ServerSentEvent(data=json.dumps(state), event="update")
                 last = state
-            await asyncio.sleep(POLL_SECONDS)
+            with anyio.move_on_after(POLL_SECONDS):
+                await shutdown.wait()
 
-    return EventSourceResponse(stream(), ping=15)
+    return EventSourceResponse(
+        stream(), ping=15, shutdown_event=shutdown, shutdown_grace_period=POLL_SECONDS
+    )
