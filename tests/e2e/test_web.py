@@ -450,7 +450,10 @@ def test_an_operator_restores_a_checkpoint_and_the_dashboard_shows_the_new_versi
         expect(page.locator(f"#chart-{chart} .main-svg").first).to_be_visible()
 
     oldest = checkpoints.last
-    name = oldest.locator("td").first.inner_text().split(" ")[0]
+    name = oldest.locator("td").first.inner_text()
+    saved = api(server, "GET", "/api/training/history")["points"]
+    saved_as = next(p["model_version"] for p in saved if p["checkpoint"] == name)
+    expect(oldest.locator("td").nth(1)).to_have_text(str(saved_as))
     oldest.get_by_role("button", name=f"Restore {name}").click()
     expect(page.locator("#dialog-message")).to_contain_text(name)
     page.fill("#operator-token", OPERATOR_TOKEN)

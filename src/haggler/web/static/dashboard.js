@@ -75,7 +75,8 @@ function renderTraining(t) {
   $("toggle-training").textContent = t.enabled ? "Turn training off" : "Turn training on";
 }
 
-function renderVersions() {
+// Live figures of each model version: the finished negotiations it served.
+function figuresByVersion() {
   const byVersion = new Map();
   for (const p of metrics) {
     const v = byVersion.get(p.model_version) ?? { n: 0, deals: 0, reward: 0, rewards: 0, savings: 0, saved: 0 };
@@ -85,12 +86,19 @@ function renderVersions() {
     if (p.savings_pct !== null && p.deal) { v.savings += p.savings_pct; v.saved += 1; }
     byVersion.set(p.model_version, v);
   }
-  const rows = [...byVersion.entries()].sort((a, b) => b[0] - a[0]).map(([version, v]) =>
+  return byVersion;
+}
+
+const dealRate = (v) => (v ? pct((100 * v.deals) / v.n) : "—");
+const avgReward = (v) => (v?.rewards ? (v.reward / v.rewards).toFixed(3) : "—");
+
+function renderVersions() {
+  const rows = [...figuresByVersion().entries()].sort((a, b) => b[0] - a[0]).map(([version, v]) =>
     el("tr", {},
       el("td", {}, String(version)),
       el("td", { class: "num" }, v.n),
-      el("td", { class: "num" }, pct((100 * v.deals) / v.n)),
-      el("td", { class: "num" }, v.rewards ? (v.reward / v.rewards).toFixed(3) : "—"),
+      el("td", { class: "num" }, dealRate(v)),
+      el("td", { class: "num" }, avgReward(v)),
       el("td", { class: "num" }, v.saved ? pct(v.savings / v.saved) : "—")));
   $("versions").tBodies[0].replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No finished negotiations yet."))]));
 }
@@ -152,13 +160,20 @@ function drawCharts() {
 function renderCheckpoints(checkpoints) {
   // A checkpoint holds the version the learner had published when it saved it.
   const versionOf = new Map(history.filter((p) => p.checkpoint).map((p) => [p.checkpoint, p.model_version]));
-  const rows = [...checkpoints].reverse().map((c) =>
-    el("tr", {},
-      el("td", {}, c.name, versionOf.has(c.name) ? el("span", { class: "muted" }, ` (version ${versionOf.get(c.name)})`) : null),
+  const figures = figuresByVersion();
+  const rows = [...checkpoints].reverse().map((c) => {
+    const version = versionOf.get(c.name);
+    const live = figures.get(version);
+    return el("tr", {},
+      el("td", {}, c.name),
+      el("td", { class: "num" }, version ?? "—"),
       el("td", { class: "num" }, c.negotiations),
+      el("td", { class: "num" }, live ? `${dealRate(live)} of ${live.n}` : "—"),
+      el("td", { class: "num" }, avgReward(live)),
       el("td", {}, when(c.saved_at)),
       el("td", { class: "num" }, `${(c.size_bytes / 1024).toFixed(0)} KiB`),
-      el("td", {}, el("button", { type: "button", class: "secondary", "data-checkpoint": c.name, "aria-label": `Restore ${c.name}` }, "Restore"))));
+      el("td", {}, el("button", { type: "button", class: "secondary", "data-checkpoint": c.name, "aria-label": `Restore ${c.name}` }, "Restore")));
+  });
   $("checkpoints").tBodies[0].replaceChildren(...rows);
   $("no-checkpoints").hidden = rows.length > 0;
 }
