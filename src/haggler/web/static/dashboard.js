@@ -107,11 +107,18 @@ function renderVersions() {
 
 const CONFIG = { displayModeBar: false, responsive: true };
 
-function layout(title, yTitle, overTime) {
+function niceStep(raw) {
+  const power = 10 ** Math.floor(Math.log10(Math.max(1, raw)));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= raw) ?? 10 * power;
+}
+
+function layout(title, yTitle, overTime, xs) {
+  // Counts of negotiations get whole-number ticks, about six of them.
+  const top = Math.max(1, ...(overTime ? [] : xs));
   return {
     title: { text: title, font: { size: 14 }, x: 0, xanchor: "left" },
     margin: { l: 56, r: 10, t: 32, b: 30 },
-    xaxis: { type: overTime ? "date" : "linear" },
+    xaxis: overTime ? { type: "date" } : { type: "linear", tick0: 0, dtick: niceStep(top / 6) },
     yaxis: { title: { text: yTitle }, rangemode: "tozero" },
     legend: { orientation: "h", y: -0.18 },
     showlegend: true,
@@ -134,7 +141,7 @@ function series(target, title, yTitle, xs, ys, { average = true, points = true, 
     traces[0].line = { color: "#1f5fbf", width: 2 };
   }
   const empty = xs.length === 0;
-  const l = layout(title, yTitle, overTime);
+  const l = layout(title, yTitle, overTime, xs);
   if (empty) {
     l.annotations = [{ text: "No data yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#5b6475" } }];
     l.xaxis.visible = false;
