@@ -39,7 +39,7 @@ class StoreLearner:
         settings: Settings,
         sessions: sessionmaker[Session],
         *,
-        poll_seconds: float = 0.05,
+        poll_seconds: float = 0.2,
         batch: int = 64,
     ) -> None:
         self.settings = settings
@@ -60,6 +60,7 @@ class StoreLearner:
         )
         self.version: int | None = None
         """The serving version this learner last published or followed."""
+        self._last_tidy = 0.0
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -75,7 +76,9 @@ class StoreLearner:
             )
         if experiences is not None:
             self.agent.add_transitions(experiences)
-        self._record(enabled=False, losses=[], checkpoint=None)  # the restart shows in the history
+        with self.sessions() as session:  # the restart shows in the history
+            self._record(session, enabled=False, losses=[], checkpoint=None)
+            session.commit()
         log.info(
             "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
             "%d negotiations trained on",
@@ -112,6 +115,7 @@ class StoreLearner:
             enabled = repo.get_counter(repo.TRAINING_ENABLED, session=session) == 1
             self._follow(session, repo.serving_version(session=session))
             queue = repo.negotiations_to_learn(session=session, limit=self.batch)
+            next_version = repo.highest_version(session=session) + 1
         if not queue:
             return 0
         losses = []
@@ -128,67 +132,83 @@ class StoreLearner:
                     break
             else:  # every experience is kept; training resumes with it when switched on
                 self.agent.add_transitions(experiences)
+        published = None
+        if losses:  # the checkpoint (if due) carries the version it is published as
+            published = dataclasses.replace(self.agent.snapshot, version=next_version)
+            self.agent.serve(published)
+        checkpoint = self.learner.save_if_due() if enabled else None
+        # One short write transaction per step: on SQLite every serving process waits for it.
         with self.sessions() as session:
             try:
-                if losses:
-                    published = model_versions.publish(
+                if published is not None:
+                    model_versions.publish(
                         session,
-                        self.agent.snapshot,
+                        published,
                         expected_serving=self.version,
                         source="training",
                         negotiations=self.learner.status.negotiations,
                         trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
                     )
-                    self.agent.serve(published)
                 repo.mark_learned([n.id for n in queue], session=session)
                 repo.set_counter(
                     repo.NEGOTIATIONS_LEARNED, self.learner.status.negotiations, session=session
                 )
+                self._record(session, enabled=enabled, losses=losses, checkpoint=checkpoint)
                 session.commit()
             except repo.Conflict:  # a restore won the race: learn these again from it
                 session.rollback()
                 return 0
-            if losses:
-                self.version = self.agent.model_version
-        checkpoint = self.learner.save_if_due() if enabled else None
-        self._record(enabled=enabled, losses=losses, checkpoint=checkpoint)
+        if published is not None:
+            self.version = published.version
         return len(queue)
 
-    def _record(self, *, enabled: bool, losses: list[float], checkpoint: Path | None) -> None:
+    def _record(
+        self, session: Session, *, enabled: bool, losses: list[float], checkpoint: Path | None
+    ) -> None:
         """One point of the training history (the dashboard's charts, `/api/training`)."""
         status = self.learner.status
-        with self.sessions() as session:
-            repo.add_training_point(
-                repo.TrainingPoint(
-                    at=datetime.now(UTC),
-                    negotiations=status.negotiations,
-                    loss=sum(losses) / len(losses) if losses else None,
-                    replay_buffer_size=self.agent.buffer_size,
-                    epsilon=self.settings.epsilon if enabled else 0.0,
-                    model_version=self.version or 0,
-                    checkpoint=checkpoint.name if checkpoint is not None else None,
-                    checkpoint_error=status.checkpoint_error if checkpoint is None else None,
-                ),
-                session=session,
-            )
-            session.commit()
+        repo.add_training_point(
+            repo.TrainingPoint(
+                at=datetime.now(UTC),
+                negotiations=status.negotiations,
+                loss=sum(losses) / len(losses) if losses else None,
+                replay_buffer_size=self.agent.buffer_size,
+                epsilon=self.settings.epsilon if enabled else 0.0,
+                model_version=self.agent.model_version,
+                checkpoint=checkpoint.name if checkpoint is not None else None,
+                checkpoint_error=status.checkpoint_error if checkpoint is None else None,
+            ),
+            session=session,
+        )
 
     def run(self, stop: threading.Event, *, parent_pid: int | None = None) -> None:
-        """Step until `stop` is set (or, in a process of its own, until the parent is gone)."""
+        """Step until `stop` is set (or, in a process of its own, until the parent is gone).
+
+        Steps start at most every `poll_seconds`: under load each one takes in everything that
+        finished meanwhile, so the writes to the store stay few whatever the traffic."""
         self.start()
         while not stop.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.info("[Training] The service stopped; the learner stops too")
                 return
+            started = time.monotonic()
             try:
-                taken = self.step()
+                self.step()
+                self._tidy_store()
             except OperationalError as error:  # a busy or restarting database: try again
                 log.warning("[Training] Store unavailable (%s); retrying", error.orig)
-                taken = 0
                 stop.wait(1.0)
             except Exception:  # one bad negotiation must not stop learning for good
                 log.exception("[Training] Learner step failed")
-                taken = 0
                 stop.wait(1.0)
-            if taken == 0:
-                stop.wait(self.poll_seconds)
+            stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+
+    def _tidy_store(self) -> None:
+        """On SQLite, fold the write-ahead log into the database now and then, here rather than
+        in a serving process, where it would stall a request."""
+        now = time.monotonic()
+        if now - self._last_tidy < 1.0:
+            return
+        self._last_tidy = now
+        with self.sessions() as session:
+            repo.checkpoint_write_ahead_log(session=session)

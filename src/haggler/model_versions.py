@@ -71,15 +71,13 @@ def publish(
     negotiations: int,
     checkpoint: str | None = None,
     trained_from: datetime | None = None,
-) -> PolicySnapshot:
-    """Store `snapshot`'s weights as a new version and make it serve, in the caller's
-    transaction; repo.Conflict if the serving version is no longer `expected_serving`."""
-    version = repo.highest_version(session=session) + 1
-    published = dataclasses.replace(snapshot, version=version)
+) -> None:
+    """Store `snapshot` as a new model version and make it serve, in the caller's transaction;
+    repo.Conflict if its version is taken or the serving one is no longer `expected_serving`."""
     repo.publish_snapshot(
-        published.to_bytes(),
+        snapshot.to_bytes(),
         session=session,
-        version=version,
+        version=snapshot.version,
         expected_serving=expected_serving,
         source=source,
         negotiations=negotiations,
@@ -87,7 +85,6 @@ def publish(
         trained_from=trained_from,
     )
     repo.forget_old_weights(session=session, keep=KEEP_WEIGHTS)
-    return published
 
 
 def restore(
@@ -101,10 +98,12 @@ def restore(
     name = str(path.resolve().relative_to(checkpoint_dir.resolve()))
     for _ in range(attempts):  # a learner may publish in between: then restore over its version
         with sessions() as session:
+            version = repo.highest_version(session=session) + 1
+            published = dataclasses.replace(restored.snapshot, version=version)
             try:
-                published = publish(
+                publish(
                     session,
-                    restored.snapshot,
+                    published,
                     expected_serving=repo.serving_version(session=session),
                     source="restore",
                     negotiations=int(restored.metadata.get("negotiations", 0)),

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import cast
 
 import numpy as np
-from sqlalchemy import Table, Update, bindparam, func, insert, select, update
+from sqlalchemy import Table, Update, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -706,6 +706,12 @@ def last_checkpoint_point(*, session: Session) -> TrainingPoint | None:
         .limit(1)
     ).first()
     return _point(row) if row is not None else None
+
+
+def checkpoint_write_ahead_log(*, session: Session) -> None:
+    """SQLite: copy the write-ahead log into the database file without blocking anyone."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
 
 
 # -- counters ---------------------------------------------------------------------------------
