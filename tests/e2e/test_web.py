@@ -210,7 +210,6 @@ def test_a_purchaser_negotiation_unfolds_and_reaches_its_result_card(
     expect(page.locator("#chart .legendtext")).to_contain_text(
         ["Seller's asks", "Agent's offers", "List price", "Your limit"]
     )
-    shoot(page, "negotiate-result-desktop")
 
     page.click(f"a[href='/negotiations/{newest['id']}']")
     expect(page.locator("h1")).to_have_text(f"Negotiation {newest['id']}")
@@ -300,7 +299,6 @@ def test_a_person_plays_the_seller_to_a_deal(server: Server, page: Page) -> None
     page.click("#counter")
     expect(page.locator("#turns li").nth(2)).to_have_text("You ask 320.00")
     expect(page.locator("#turns li")).to_have_count(4)  # the agent answered at once
-    shoot(page, "sell-in-progress-desktop")
     offer = page.locator("#accept").inner_text().removeprefix("Accept ")
     page.click("#accept")
 
@@ -495,6 +493,17 @@ def test_every_page_at_both_sizes(server: Server, open_page: OpenPage, size: str
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} scrolls sideways at {size} size"
         shoot(page, f"{name}-{size}")
+
+    # The pages in use: a result card, and a negotiation in progress as the seller.
+    page.goto(f"{server.url}/")
+    page.select_option("#strategy", "linear")
+    page.fill("#seed", "3")
+    page.click("#start")
+    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#live-title")).to_be_in_viewport()
+    shoot(page, f"negotiate-result-{size}")
+    open_as_seller(page, server, "330")
+    shoot(page, f"sell-playing-{size}")
 
 
 def test_the_purchaser_form_works_from_the_keyboard(server: Server, page: Page) -> None:

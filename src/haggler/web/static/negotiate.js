@@ -12,6 +12,17 @@ const startButton = document.getElementById("start");
 const STEP_MS = 450;
 
 let products = new Map();
+let shown = false; // a negotiation is on the chart
+
+function drawEmpty() {
+  if (shown) return;
+  const limit = Number(limitInput.value);
+  drawNegotiation(chart, [], {
+    listPrice: products.get(select.value)?.list_price ?? 0,
+    limit: Number.isFinite(limit) && limit > 0 ? limit : null,
+    maxRounds: Number(form.elements.max_rounds.value) || 10,
+  });
+}
 
 function showListPrice() {
   const product = products.get(select.value);
@@ -63,6 +74,9 @@ form.addEventListener("submit", async (event) => {
   result.hidden = true;
   try {
     const negotiation = await api("POST", "/api/negotiations", { body: body() });
+    shown = true;
+    const live = document.getElementById("live-title");
+    if (live.getBoundingClientRect().top > window.innerHeight / 2) live.scrollIntoView({ behavior: "smooth" });
     await replay(negotiation);
   } catch (error) {
     showError(form, error, {
@@ -74,13 +88,19 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-limitInput.addEventListener("input", () => { limitInput.dataset.touched = "1"; });
-select.addEventListener("change", showListPrice);
+limitInput.addEventListener("input", () => {
+  limitInput.dataset.touched = "1";
+  drawEmpty();
+});
+select.addEventListener("change", () => {
+  showListPrice();
+  drawEmpty();
+});
 
 try {
   products = await loadProducts(select);
   showListPrice();
-  drawNegotiation(chart, [], { listPrice: products.get(select.value)?.list_price ?? 0, limit: limitInput.value || null, maxRounds: 10 });
+  drawEmpty();
 } catch (error) {
   showError(form, error);
 }
