@@ -101,3 +101,21 @@ def test_the_live_state_changes_when_a_negotiation_finishes(client: TestClient) 
     assert after["negotiations"] == after["finished"] == 1
     assert after["newest_id"] == 1
     assert after["model_version"] == before["model_version"]
+
+
+def test_the_live_state_follows_one_negotiations_moves(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert current_state(runtime, 1)["negotiation"] == {"turns": None, "finished": None}
+    started = client.post("/api/sell", json={"product_id": 1, "asking_price": "330"}).json()
+    opened = current_state(runtime, 1)["negotiation"]
+    assert opened == {"turns": len(started["negotiation"]["transcript"]), "finished": False}
+    client.post(
+        "/api/negotiations/1/moves",
+        json={"move": "walk_away"},
+        headers={"Authorization": f"Bearer {started['seller_token']}"},
+    )
+    assert current_state(runtime, 1)["negotiation"] == {
+        "turns": opened["turns"] + 1,
+        "finished": True,
+    }
+    assert "negotiation" not in current_state(runtime)

@@ -329,6 +329,26 @@ def test_a_person_playing_the_seller_walks_away(server: Server, page: Page) -> N
     assert stored["status"] == "finished"
 
 
+def test_the_purchaser_watches_a_person_selling_move_by_move(
+    server: Server, open_page: OpenPage
+) -> None:
+    seller = open_page("desktop")
+    negotiation_id = open_as_seller(seller, server, "345.00")
+    purchaser = open_page("phone")
+    purchaser.goto(f"{server.url}/negotiations/{negotiation_id}")
+    rows = purchaser.locator("#transcript tbody tr")
+    expect(rows).to_have_count(2)
+    expect(purchaser.locator("#terms")).to_contain_text("In progress")
+    purchaser.wait_for_timeout(1200)  # the stream has sent its first state
+
+    seller.fill("#price", "333.00")
+    seller.click("#counter")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(2)).to_contain_text("333.00")
+    seller.click("#walk")
+    expect(purchaser.locator("#result h3")).to_have_text("No deal: seller walked away")
+
+
 # --- bad input ---------------------------------------------------------------------------------
 
 

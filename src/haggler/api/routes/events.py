@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from haggler.api.deps import Runtime, RuntimeDep
+from haggler.api.schemas import MAX_ID
 from haggler.store import repository as repo
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -24,9 +25,19 @@ router = APIRouter(prefix="/api", tags=["events"])
 POLL_SECONDS = 1.0
 
 
-def current_state(runtime: Runtime) -> dict[str, Any]:
-    """What the pages care about, small enough to compare every second."""
+def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[str, Any]:
+    """What the pages care about, small enough to compare every second; with `negotiation_id`,
+    also how far that negotiation has got (a page following one negotiation's moves)."""
+    followed: dict[str, Any] | None = None
     with runtime.sessions() as session:
+        if negotiation_id is not None:
+            try:
+                state = repo.get_negotiation(
+                    negotiation_id, session=session, with_decisions=False
+                ).state
+                followed = {"turns": len(state.transcript), "finished": state.is_over}
+            except repo.NotFound:
+                followed = {"turns": None, "finished": None}
         newest, negotiations = repo.list_negotiations(
             session=session, where=repo.NegotiationFilter(), limit=1
         )
@@ -45,6 +56,7 @@ def current_state(runtime: Runtime) -> dict[str, Any]:
         "learner_updates": update.negotiations if update else 0,
         "replay_buffer_size": update.replay_buffer_size if update else 0,
         "last_checkpoint": update.checkpoint if update else None,
+        **({"negotiation": followed} if followed is not None else {}),
     }
 
 
@@ -53,13 +65,17 @@ def current_state(runtime: Runtime) -> dict[str, Any]:
     summary="Server-sent events: `update` with the new state whenever it changes",
     response_class=EventSourceResponse,
 )
-async def events(request: Request, runtime: RuntimeDep) -> EventSourceResponse:
+async def events(
+    request: Request,
+    runtime: RuntimeDep,
+    negotiation: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> EventSourceResponse:
     shutdown = anyio.Event()  # set when the server stops: the stream ends cleanly
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         last: dict[str, Any] | None = None
         while not shutdown.is_set() and not await request.is_disconnected():
-            state = current_state(runtime)
+            state = current_state(runtime, negotiation)
             if state != last:
                 yield ServerSentEvent(data=json.dumps(state), event="update")
                 last = state

@@ -181,8 +181,8 @@ export function drawNegotiation(target, turns, { listPrice, limit = null, maxRou
 }
 
 // Live updates: the server sends `update` whenever what the pages show has changed.
-export function subscribe(onUpdate, onStatus = () => {}) {
-  const source = new EventSource("/api/events");
+export function subscribe(onUpdate, onStatus = () => {}, { negotiation = null } = {}) {
+  const source = new EventSource(negotiation ? `/api/events?negotiation=${negotiation}` : "/api/events");
   source.addEventListener("update", (event) => onUpdate(JSON.parse(event.data)));
   source.addEventListener("open", () => onStatus(true));
   source.addEventListener("error", () => onStatus(false));

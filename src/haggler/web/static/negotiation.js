@@ -57,5 +57,10 @@ async function load() {
 
 const first = await load();
 if (first && first.status === "open") {  // a person or program is still playing: follow it live
-  subscribe(() => load());
+  let seen = first.transcript.length;
+  const source = subscribe((state) => {
+    if (state.negotiation?.turns === seen) return;
+    seen = state.negotiation?.turns;
+    load().then((n) => { if (n?.status === "finished") source.close(); });
+  }, () => {}, { negotiation: id });
 }
