@@ -11,9 +11,14 @@ serving process (`LEARNER=thread`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,11 +29,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler import model_versions
 from haggler.agent import BuyerAgent, ModelFileError, PolicySnapshot
-from haggler.config import Settings
+from haggler.config import Settings, settings_environment
 from haggler.learner import LearnerConfig, OnlineLearner
 from haggler.store import repository as repo
 
 log = logging.getLogger("haggler.training")
+
+LEASE_SECONDS = 6.0
+"""How long a learner's claim on the store lasts without renewal (it renews at half of it): a
+learner that died is replaced by one standing by within this time."""
 
 
 class StoreLearner:
@@ -61,6 +70,9 @@ class StoreLearner:
         self.version: int | None = None
         """The serving version this learner last published or followed."""
         self._last_tidy = 0.0
+        self.learner_id = secrets.randbelow(2**31 - 1) + 1
+        self._lease_until = 0.0
+        self._standing_by = False
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -76,9 +88,10 @@ class StoreLearner:
             )
         if experiences is not None:
             self.agent.add_transitions(experiences)
-        with self.sessions() as session:  # the restart shows in the history
-            self._record(session, enabled=False, losses=[], checkpoint=None)
-            session.commit()
+        if self.holds_lease():
+            with self.sessions() as session:  # the restart shows in the history
+                self._record(session, enabled=False, losses=[], checkpoint=None)
+                session.commit()
         log.info(
             "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
             "%d negotiations trained on",
@@ -109,8 +122,36 @@ class StoreLearner:
             log.info("[Training] Learning on from model version %d (%s)", serving, stored.source)
         self.version = serving
 
+    def holds_lease(self) -> bool:
+        """Whether this is the store's one learner: claim or renew the lease when it runs low."""
+        now = time.time()
+        if self._lease_until - now > LEASE_SECONDS / 2:
+            return True
+        with self.sessions() as session:
+            held = repo.claim_learner_lease(
+                self.learner_id, session=session, now=now, seconds=LEASE_SECONDS
+            )
+            session.commit()
+        if held:
+            self._lease_until = now + LEASE_SECONDS
+            if self._standing_by:
+                log.info("[Training] Took over as the store's learner")
+        elif not self._standing_by:
+            log.info("[Training] Another learner holds the store; standing by")
+        self._standing_by = not held
+        return held
+
+    def release(self) -> None:
+        """Give up the lease (a clean stop): a learner standing by takes over at once."""
+        with self.sessions() as session:
+            repo.release_learner_lease(self.learner_id, session=session)
+            session.commit()
+        self._lease_until = 0.0
+
     def step(self) -> int:
         """Take in the negotiations that finished since the last step; return how many."""
+        if not self.holds_lease():
+            return 0
         with self.sessions() as session:
             enabled = repo.get_counter(repo.TRAINING_ENABLED, session=session) == 1
             self._follow(session, repo.serving_version(session=session))
@@ -187,21 +228,25 @@ class StoreLearner:
         Steps start at most every `poll_seconds`: under load each one takes in everything that
         finished meanwhile, so the writes to the store stay few whatever the traffic."""
         self.start()
-        while not stop.is_set():
-            if parent_pid is not None and os.getppid() != parent_pid:
-                log.info("[Training] The service stopped; the learner stops too")
-                return
-            started = time.monotonic()
-            try:
-                self.step()
-                self._tidy_store()
-            except OperationalError as error:  # a busy or restarting database: try again
-                log.warning("[Training] Store unavailable (%s); retrying", error.orig)
-                stop.wait(1.0)
-            except Exception:  # one bad negotiation must not stop learning for good
-                log.exception("[Training] Learner step failed")
-                stop.wait(1.0)
-            stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+        try:
+            while not stop.is_set():
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    log.info("[Training] The service stopped; the learner stops too")
+                    return
+                started = time.monotonic()
+                try:
+                    self.step()
+                    self._tidy_store()
+                except OperationalError as error:  # a busy or restarting database: try again
+                    log.warning("[Training] Store unavailable (%s); retrying", error.orig)
+                    stop.wait(1.0)
+                except Exception:  # one bad negotiation must not stop learning for good
+                    log.exception("[Training] Learner step failed")
+                    stop.wait(1.0)
+                stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+        finally:
+            with contextlib.suppress(OperationalError):
+                self.release()
 
     def _tidy_store(self) -> None:
         """On SQLite, fold the write-ahead log into the database now and then, here rather than
@@ -212,3 +257,47 @@ class StoreLearner:
         self._last_tidy = now
         with self.sessions() as session:
             repo.checkpoint_write_ahead_log(session=session)
+
+
+class LearnerProcess:
+    """`haggler learn` as a child of the serving process, restarted if it dies."""
+
+    RESTART_AFTER = 5.0
+    """Seconds between restarts of a learner that keeps dying (its error is in the log)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self.restarts = 0
+        self.start()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "haggler", "learn", "--parent", str(os.getpid())],
+            env={**os.environ, **settings_environment(self.settings)},
+        )
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def keep_alive(self) -> None:
+        """Start the learner again if it died (not more often than every RESTART_AFTER s)."""
+        if self.alive() or time.monotonic() - self._started < self.RESTART_AFTER:
+            return
+        code = self._process.returncode if self._process is not None else None
+        log.error("[Training] The learner process stopped (exit code %s); starting it again", code)
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None

@@ -6,10 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,8 +20,8 @@ from haggler import __version__, model_versions
 from haggler.agent import PolicySnapshot
 from haggler.api.deps import Runtime
 from haggler.api.routes import catalogue, events, negotiations, operations, selling
-from haggler.config import Settings, settings_environment
-from haggler.learner_process import StoreLearner
+from haggler.config import Settings
+from haggler.learner_process import LearnerProcess, StoreLearner
 from haggler.negotiation import ProtocolError
 from haggler.service import NegotiationService
 from haggler.store import repository as repo
@@ -117,20 +113,10 @@ def _start_learner(settings: Settings, runtime: Runtime) -> LearnerStop:
             thread.join(30)
 
         return stop_thread
-    process = subprocess.Popen(
-        [sys.executable, "-m", "haggler", "learn", "--parent", str(os.getpid())],
-        env={**os.environ, **settings_environment(settings)},
-    )
-    runtime.learner_alive = lambda: process.poll() is None
-
-    def stop_process() -> None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-    return stop_process
+    process = LearnerProcess(settings)
+    runtime.learner_alive = process.alive
+    runtime.keep_learner_alive = process.keep_alive
+    return process.stop
 
 
 async def _follow_store(runtime: Runtime) -> None:
@@ -150,6 +136,8 @@ async def _follow_store(runtime: Runtime) -> None:
         except OperationalError as error:  # busy database: the next poll tries again
             log.warning("could not read the serving model version (%s)", error.orig)
             continue
+        if runtime.keep_learner_alive is not None:
+            runtime.keep_learner_alive()
         if enabled != service.enable_training:
             service.set_training(enabled)
         if stored is not None and stored.weights is not None:

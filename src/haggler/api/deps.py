@@ -34,6 +34,8 @@ class Runtime:
     """Seconds from a negotiation's end to this process serving weights trained on it."""
     learner_alive: Callable[[], bool] | None = None
     """Whether the learner this process started still runs (None: it started none)."""
+    keep_learner_alive: Callable[[], None] | None = None
+    """Restarts the learner process this process started, if it died."""
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread

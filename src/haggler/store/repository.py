@@ -714,6 +714,49 @@ def checkpoint_write_ahead_log(*, session: Session) -> None:
         session.execute(text("PRAGMA wal_checkpoint(PASSIVE)"))
 
 
+LEARNER_LEASE = "learner_lease"
+"""Counter: who learns from this store (one learner at a time), and until when: the expiry in
+epoch seconds in the high bits, the learner's 31-bit id in the low ones, so that one
+compare-and-swap claims both."""
+
+
+def claim_learner_lease(learner_id: int, *, session: Session, now: float, seconds: float) -> bool:
+    """Hold (or renew) the store's learner lease for `seconds` from `now`, unless another
+    learner holds it unexpired; True if this learner holds it now. Commits nothing itself."""
+    held = session.get(CounterRow, LEARNER_LEASE)
+    if held is not None:
+        holder, until = held.value & (2**31 - 1), held.value >> 31
+        if holder != learner_id and until > now:
+            return False
+    lease = (int(now + seconds) << 31) | learner_id
+    if held is None:
+        session.add(CounterRow(name=LEARNER_LEASE, value=lease))
+        try:
+            session.flush()
+        except IntegrityError:  # another learner claimed it first
+            return False
+        return True
+    swapped = session.execute(
+        update(CounterRow)
+        .where(CounterRow.name == LEARNER_LEASE, CounterRow.value == held.value)
+        .values(value=lease)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(swapped.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_learner_lease(learner_id: int, *, session: Session) -> None:
+    """Give the lease up (a clean stop), so that another learner can take over at once."""
+    session.execute(
+        update(CounterRow)
+        .where(
+            CounterRow.name == LEARNER_LEASE,
+            CounterRow.value.op("&")(2**31 - 1) == learner_id,
+        )
+        .values(value=learner_id)
+    )
+
+
 # -- counters ---------------------------------------------------------------------------------
 
 
