@@ -422,10 +422,19 @@ def serve(host: str | None, port: int | None) -> None:
     hidden=True,
     help="Stop when the process with this id (the service that started it) is gone.",
 )
-def learn(parent: int | None) -> None:
+@click.option(
+    "--nice",
+    "niceness",
+    type=click.IntRange(0, 19),
+    default=0,
+    show_default=True,
+    help="Run at a lower CPU priority, so that serving processes on the same machine come first.",
+)
+def learn(parent: int | None, niceness: int) -> None:
     """Run the online learner on the store at DATABASE_URL (`haggler serve` starts one itself;
     run this with LEARNER=external: one learner for several serving processes)."""
     import logging
+    import os
     import signal
     import threading
 
@@ -440,6 +449,7 @@ def learn(parent: int | None) -> None:
             f"no model at {settings.model_path}; train one first with `haggler train`"
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.nice(niceness)
     torch.set_num_threads(1)
     engine = make_engine(settings.database_url)
     migrate(engine)

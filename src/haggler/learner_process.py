@@ -259,6 +259,11 @@ class StoreLearner:
             repo.checkpoint_write_ahead_log(session=session)
 
 
+LEARNER_NICENESS = 10
+"""The learner process runs at this lower CPU priority: when the cores are busy, serving wins
+(a learner that falls behind catches up later; a slow answer is lost for good)."""
+
+
 class LearnerProcess:
     """`haggler learn` as a child of the serving process, restarted if it dies."""
 
@@ -275,7 +280,10 @@ class LearnerProcess:
     def start(self) -> None:
         self._started = time.monotonic()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "haggler", "learn", "--parent", str(os.getpid())],
+            [
+                *(sys.executable, "-m", "haggler", "learn"),
+                *("--parent", str(os.getpid()), "--nice", str(LEARNER_NICENESS)),
+            ],
             env={**os.environ, **settings_environment(self.settings)},
         )
 
