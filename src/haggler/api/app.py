@@ -19,13 +19,14 @@ from sqlalchemy.exc import OperationalError
 from haggler import __version__, model_versions
 from haggler.agent import PolicySnapshot
 from haggler.api.deps import Runtime
-from haggler.api.routes import catalogue, metrics, negotiations, operations
+from haggler.api.routes import catalogue, events, metrics, negotiations, operations, selling
 from haggler.config import Settings
 from haggler.learner_process import LearnerProcess, StoreLearner
 from haggler.negotiation import ProtocolError
 from haggler.service import NegotiationService
 from haggler.store import repository as repo
 from haggler.store.database import make_engine, migrate, session_factory
+from haggler.web import pages
 
 log = logging.getLogger("haggler.api")
 
@@ -93,6 +94,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(negotiations.router)
     app.include_router(operations.router)
     app.include_router(metrics.router)
+    app.include_router(selling.router)
+    app.include_router(events.router, include_in_schema=False)  # an endless stream
+    pages.install(app)
     return app
 
 

@@ -1,0 +1,87 @@
+"""Server-sent events: one `update` event whenever what the pages show has changed.
+
+The stream polls the store (and the serving model's version) about once a second and sends the
+new state only when it differs from the last one sent, so idle pages cost one small read a second
+and the pages refetch what they show when told. The store is read, not an in-process signal, so
+a page sees negotiations that another service process on the same database has finished.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Query, Request
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from haggler.api.deps import Runtime, RuntimeDep
+from haggler.api.schemas import MAX_ID
+from haggler.store import repository as repo
+
+router = APIRouter(prefix="/api", tags=["events"])
+
+POLL_SECONDS = 1.0
+
+
+def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[str, Any]:
+    """What the pages care about, small enough to compare every second; with `negotiation_id`,
+    also how far that negotiation has got (a page following one negotiation's moves)."""
+    followed: dict[str, Any] | None = None
+    with runtime.sessions() as session:
+        if negotiation_id is not None:
+            try:
+                state = repo.get_negotiation(
+                    negotiation_id, session=session, with_decisions=False
+                ).state
+                followed = {"turns": len(state.transcript), "finished": state.is_over}
+            except repo.NotFound:
+                followed = {"turns": None, "finished": None}
+        newest, negotiations = repo.list_negotiations(
+            session=session, where=repo.NegotiationFilter(), limit=1
+        )
+        _, finished = repo.list_negotiations(
+            session=session, where=repo.NegotiationFilter(status="finished"), limit=1
+        )
+        updates = repo.training_history(session=session, limit=1)
+    update = updates[-1] if updates else None
+    service = runtime.service
+    return {
+        "negotiations": negotiations,
+        "finished": finished,
+        "newest_id": newest[0].id if newest else None,
+        "model_version": service.agent.snapshot.version,
+        "training_enabled": service.enable_training,
+        "learner_updates": update.negotiations if update else 0,
+        "replay_buffer_size": update.replay_buffer_size if update else 0,
+        "last_checkpoint": update.checkpoint if update else None,
+        **({"negotiation": followed} if followed is not None else {}),
+    }
+
+
+@router.get(
+    "/events",
+    summary="Server-sent events: `update` with the new state whenever it changes",
+    response_class=EventSourceResponse,
+)
+async def events(
+    request: Request,
+    runtime: RuntimeDep,
+    negotiation: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> EventSourceResponse:
+    shutdown = anyio.Event()  # set when the server stops: the stream ends cleanly
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        last: dict[str, Any] | None = None
+        while not shutdown.is_set() and not await request.is_disconnected():
+            state = current_state(runtime, negotiation)
+            if state != last:
+                yield ServerSentEvent(data=json.dumps(state), event="update")
+                last = state
+            with anyio.move_on_after(POLL_SECONDS):
+                await shutdown.wait()
+
+    return EventSourceResponse(
+        stream(), ping=15, shutdown_event=shutdown, shutdown_grace_period=POLL_SECONDS
+    )

@@ -1,0 +1,562 @@
+"""The web app in a real browser: Playwright drives Debian's Chromium against a real `haggler serve`
+started on a free port with a temporary SQLite store and a small model.
+
+Every page is screenshotted at 1280x800 and at a phone size into build/screenshots/, and every page
+a test opens must leave the browser console free of errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from haggler.agent import BuyerAgent
+from haggler.config import DQNConfig
+from servers import Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+OPERATOR_TOKEN = "operator-secret"
+TIMEOUT_MS = 20_000
+
+
+def start_server(workdir: Path, **settings: str) -> Server:
+    # Seed 0's untrained network counters in the first rounds against every ask tried, so a
+    # person playing the seller always gets an offer to accept (checked when this was written).
+    model = BuyerAgent(DQNConfig(hidden_sizes=(32,), batch_size=8, seed=0))
+    model.model_version = 1
+    model.save_model(workdir / "models" / "buyer_agent.pth")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("HAGGLER_")}
+    env |= {
+        "DATABASE_URL": f"sqlite:///{workdir / 'haggler.db'}",
+        "OPERATOR_TOKEN": OPERATOR_TOKEN,
+        "ENABLE_TRAINING": "false",
+        **settings,
+    }
+    return Server(env, workdir)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module, training off: the agent's moves depend only on the state."""
+    server = start_server(tmp_path_factory.mktemp("web"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def training_server(tmp_path: Path) -> Iterator[Server]:
+    """Online training on, a checkpoint every two negotiations."""
+    server = start_server(tmp_path, ENABLE_TRAINING="true", SAVE_INTERVAL="2", TRAIN_STEPS="3")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"Chromium is not installed at {CHROMIUM} (apt-get install chromium): "
+            "the browser tests need Debian's Chromium"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+OpenPage = Callable[[str], Page]
+
+
+class Console:
+    """What the pages wrote to the browser console as errors. Chromium itself logs every
+    response with an error status ("Failed to load resource: ... 422"); a test that sends bad
+    input on purpose says which statuses it provoked, and every other error still fails it."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.provoked: set[int] = set()
+
+    def unexpected(self) -> list[str]:
+        statuses = "|".join(str(s) for s in sorted(self.provoked)) or "none"
+        provoked = re.compile(rf"Failed to load resource: .* status of ({statuses}) ")
+        return [e for e in self.errors if not provoked.search(e)]
+
+
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+def open_page(browser: Browser, console: Console) -> Iterator[OpenPage]:
+    """Pages at a given size; each must end with no error in the browser console."""
+    contexts = []
+
+    def open_(size: str) -> Page:
+        context = browser.new_context(viewport=SIZES[size])  # type: ignore[arg-type]
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda message: (
+                console.errors.append(f"{page.url}: {message.text}")
+                if message.type == "error"
+                else None
+            ),
+        )
+        page.on("pageerror", lambda error: console.errors.append(f"{page.url}: {error}"))
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert console.unexpected() == [], "errors in the browser console"
+
+
+@pytest.fixture
+def page(open_page: OpenPage) -> Page:
+    return open_page("desktop")
+
+
+def shoot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def api(server: Server, method: str, path: str, **kwargs: Any) -> Any:
+    response = httpx.request(method, f"{server.url}{path}", timeout=10, **kwargs)
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def total(server: Server) -> int:
+    return int(api(server, "GET", "/api/negotiations?limit=1")["total"])
+
+
+def money(value: str | Decimal) -> str:
+    return f"{Decimal(value):,.2f}"
+
+
+def simulated(server: Server, seed: int, strategy: str = "conceder") -> dict[str, Any]:
+    body = {
+        "product_id": 1,
+        "max_unit_price": "289.00",
+        "seller": {"kind": "simulated", "strategy": strategy, "seed": seed},
+    }
+    result: dict[str, Any] = api(server, "POST", "/api/negotiations", json=body)
+    return result
+
+
+# --- the purchaser ---------------------------------------------------------------------------
+
+
+def test_a_purchaser_negotiation_unfolds_and_reaches_its_result_card(
+    server: Server, page: Page
+) -> None:
+    product = api(server, "GET", "/api/products")[1]
+    page.goto(f"{server.url}/")
+    page.select_option("#product_id", str(product["id"]))
+    expect(page.locator("#list-price")).to_contain_text(money(product["list_price"]))
+    page.fill("#quantity", "12")
+    page.fill("#max_unit_price", str(product["list_price"]))
+    page.fill("#max_rounds", "8")
+    page.select_option("#strategy", "conceder")
+    page.fill("#seed", "7")
+    page.click("#start")
+
+    # Round by round: the first moves are on the chart before the result card is shown.
+    expect(page.locator("#turns li").first).to_contain_text("Seller asks")
+    expect(page.locator("#turns li")).not_to_have_count(0)
+    expect(page.locator("#result")).to_be_visible()
+    newest = api(server, "GET", "/api/negotiations?limit=1")["items"][0]
+    result = newest["result"]
+    assert newest["quantity"] == 12
+    assert newest["max_rounds"] == 8
+    card = page.locator("#result")
+    if result["outcome"] == "deal":
+        expect(card.locator("h3")).to_have_text(f"Deal at {money(result['deal_price'])}")
+        expect(card).to_contain_text(money(result["savings_total"]))
+        expect(card).to_contain_text(f"({result['savings_pct']:.2f}%)")
+    else:
+        expect(card.locator("h3")).to_contain_text("No deal")
+    expect(card).to_contain_text(f"Rounds{result['rounds']}")
+    expect(card).to_contain_text(f"Model version{newest['model_version']}")
+    expect(page.locator("#turns li")).to_have_count(len(newest["transcript"]))
+    # Asks, offers, the list price and the buyer's limit are on the chart.
+    expect(page.locator("#chart .legendtext")).to_contain_text(
+        ["Seller's asks", "Agent's offers", "List price", "Your limit"]
+    )
+
+    page.click(f"a[href='/negotiations/{newest['id']}']")
+    expect(page.locator("h1")).to_have_text(f"Negotiation {newest['id']}")
+    expect(page.locator("#transcript tbody tr")).to_have_count(len(newest["transcript"]))
+    expect(page.locator("#terms")).to_contain_text(money(product["list_price"]))
+    expect(page.locator("#terms")).to_contain_text("conceder")
+
+
+def test_past_negotiations_can_be_filtered(server: Server, page: Page) -> None:
+    played = [simulated(server, seed, strategy) for seed, strategy in enumerate(["hardliner"] * 3)]
+    played.append(simulated(server, 11, "linear"))
+    page.goto(f"{server.url}/negotiations")
+    expect(page.locator("#negotiations tbody tr").first).to_contain_text(f"#{played[-1]['id']}")
+
+    page.select_option("#seller", "hardliner")
+    page.click("button[type=submit]")
+    expect(page).to_have_url(re.compile(r"seller=hardliner"))
+    rows = page.locator("#negotiations tbody tr")
+    expect(rows.first).to_contain_text("hardliner")
+    hardliners = api(server, "GET", "/api/negotiations?seller=hardliner")["total"]
+    expect(rows).to_have_count(hardliners)
+    for text in rows.all_inner_texts():
+        assert "hardliner" in text
+
+    outcome = played[0]["result"]["outcome"]
+    page.select_option("#outcome", outcome)
+    page.fill("#model_version", "1")
+    page.select_option("#product_id", "1")
+    page.click("button[type=submit]")
+    expected = api(
+        server,
+        "GET",
+        f"/api/negotiations?seller=hardliner&outcome={outcome}&product_id=1&model_version=1",
+    )["total"]
+    expect(rows).to_have_count(expected)
+    page.select_option("#outcome", next(o for o in ("deal", "deadline") if o != outcome))
+    page.click("button[type=submit]")
+    for text in rows.all_inner_texts():
+        assert f"#{played[0]['id']}\t" not in text
+
+    # A filtered address opens with its filters applied.
+    page.goto(f"{server.url}/negotiations?seller=linear")
+    expect(page.locator("#seller")).to_have_value("linear")
+    expect(rows.first).to_contain_text(f"#{played[-1]['id']}")
+
+
+def test_the_list_updates_live_when_a_negotiation_finishes(server: Server, page: Page) -> None:
+    page.goto(f"{server.url}/negotiations")
+    expect(page.locator("#total")).to_have_text(f"({total(server)})")
+    page.wait_for_timeout(1200)  # the first event (the current state) has arrived
+    played = simulated(server, 99)
+    expect(page.locator("#negotiations tbody tr").first).to_contain_text(f"#{played['id']}")
+
+
+# --- the seller ------------------------------------------------------------------------------
+
+
+def open_as_seller(page: Page, server: Server, ask: str) -> int:
+    page.goto(f"{server.url}/sell")
+    page.select_option("#product_id", "1")
+    page.fill("#quantity", "5")
+    page.fill("#asking_price", ask)
+    page.click("#open")
+    expect(page.locator("#agent-offer")).to_contain_text("The agent offers")
+    match = re.search(r"\d+", page.locator("#negotiation-id").inner_text())
+    assert match is not None
+    return int(match.group())
+
+
+def watch_api_answers(page: Page) -> list[str]:
+    answers: list[str] = []
+    page.on(
+        "response",
+        lambda response: answers.append(response.text()) if "/api/" in response.url else None,
+    )
+    return answers
+
+
+def test_a_person_plays_the_seller_to_a_deal(server: Server, page: Page) -> None:
+    answers = watch_api_answers(page)
+    negotiation_id = open_as_seller(page, server, "340.00")
+    expect(page.locator("#turns li").first).to_have_text("You ask 340.00")
+    expect(page.locator("#move-form")).to_be_visible()
+    expect(page.locator("#open-form")).to_be_hidden()
+
+    page.fill("#price", "320.00")
+    page.click("#counter")
+    expect(page.locator("#turns li").nth(2)).to_have_text("You ask 320.00")
+    expect(page.locator("#turns li")).to_have_count(4)  # the agent answered at once
+    offer = page.locator("#accept").inner_text().removeprefix("Accept ")
+    page.click("#accept")
+
+    expect(page.locator("#result h3")).to_have_text(f"Deal at {offer}")
+    expect(page.locator("#move-form")).to_be_hidden()
+    expect(page.locator("#again")).to_be_focused()
+    shoot(page, "sell-deal-desktop")
+    stored = api(server, "GET", f"/api/negotiations/{negotiation_id}")
+    assert stored["result"]["outcome"] == "deal"
+    assert money(stored["result"]["deal_price"]) == offer
+    assert stored["seller_kind"] == "external"
+    # Only what a seller may see: never the buyer's limit, on the page or in what it loaded.
+    assert "limit" not in page.locator("main").inner_text().lower()
+    assert answers
+    assert not [a for a in answers if "max_unit_price" in a]
+
+    page.click("#again")
+    expect(page.locator("#open-form")).to_be_visible()
+    expect(page.locator("#asking_price")).to_be_focused()
+
+
+def test_a_person_playing_the_seller_walks_away(server: Server, page: Page) -> None:
+    negotiation_id = open_as_seller(page, server, "350.00")
+    page.click("#walk")
+    expect(page.locator("#result h3")).to_have_text("You walked away: no deal")
+    stored = api(server, "GET", f"/api/negotiations/{negotiation_id}")
+    assert stored["result"]["outcome"] == "seller_walked"
+    assert stored["status"] == "finished"
+
+
+def test_the_purchaser_watches_a_person_selling_move_by_move(
+    server: Server, open_page: OpenPage
+) -> None:
+    seller = open_page("desktop")
+    negotiation_id = open_as_seller(seller, server, "345.00")
+    purchaser = open_page("phone")
+    purchaser.goto(f"{server.url}/negotiations/{negotiation_id}")
+    rows = purchaser.locator("#transcript tbody tr")
+    expect(rows).to_have_count(2)
+    expect(purchaser.locator("#terms")).to_contain_text("In progress")
+    purchaser.wait_for_timeout(1200)  # the stream has sent its first state
+
+    seller.fill("#price", "333.00")
+    seller.click("#counter")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(2)).to_contain_text("333.00")
+    seller.click("#walk")
+    expect(purchaser.locator("#result h3")).to_have_text("No deal: seller walked away")
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+def expect_error(page: Page, field: str, message: str) -> None:
+    expect(page.locator(f"#{field}-error")).to_contain_text(message)
+    expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
+
+
+NEGOTIATE_ERRORS = [
+    ("max_unit_price", "-5", "Must be greater than 0"),
+    ("max_unit_price", "abc", "Enter a number"),
+    ("max_unit_price", "12.345", "at most two decimal places"),
+    ("max_unit_price", "", "Enter a number"),
+    ("quantity", "0", "Must be greater than or equal to 1"),
+    ("max_rounds", "1000", "Must be less than or equal to 100"),
+    ("seed", "x", "Enter a whole number"),
+]
+
+
+def test_bad_input_in_every_form_shows_a_message_and_creates_nothing(
+    server: Server, page: Page, console: Console
+) -> None:
+    console.provoked |= {401, 403, 422}  # the answers to the bad input below
+    before = total(server)
+
+    page.goto(f"{server.url}/")
+    for field, value, message in NEGOTIATE_ERRORS:
+        page.fill("#max_unit_price", "250")
+        page.fill(f"#{field}", value)
+        page.click("#start")
+        expect_error(page, field, message)
+        page.fill(f"#{field}", {"seed": ""}.get(field, "10"))
+    expect(page.locator("#result")).to_be_hidden()
+    shoot(page, "negotiate-error-desktop")
+
+    page.goto(f"{server.url}/sell")
+    page.fill("#asking_price", "0")
+    page.click("#open")
+    expect_error(page, "asking_price", "Must be greater than 0")
+    page.fill("#asking_price", "300")
+    page.fill("#quantity", "lots")
+    page.click("#open")
+    expect_error(page, "quantity", "Enter a whole number")
+    expect(page.locator("#asking_price-error")).to_be_empty()
+    assert total(server) == before
+
+    # A move with a bad price changes nothing; the negotiation goes on.
+    open_as_seller(page, server, "330")
+    turns = page.locator("#turns li").count()
+    for price, message in (("", "Enter your counter-offer"), ("-3", "Must be greater than 0")):
+        page.fill("#price", price)
+        page.click("#counter")
+        expect_error(page, "price", message)
+        expect(page.locator("#turns li")).to_have_count(turns)
+    shoot(page, "sell-error-desktop")
+    page.click("#walk")
+    expect(page.locator("#result")).to_be_visible()
+    before += 1
+
+    page.goto(f"{server.url}/negotiations")
+    page.fill("#model_version", "-1")
+    page.click("button[type=submit]")
+    expect_error(page, "model_version", "Must be greater than or equal to 0")
+
+    page.goto(f"{server.url}/dashboard")
+    page.click("#toggle-training")
+    expect(page.locator("#operator-dialog")).to_be_visible()
+    page.click("#dialog-confirm")
+    expect_error(page, "operator-token", "Enter the operator token")
+    page.fill("#operator-token", "not-the-token")
+    page.click("#dialog-confirm")
+    expect_error(page, "operator-token", "wrong operator token")
+    shoot(page, "dashboard-error-desktop")
+    page.click("#dialog-cancel")
+    assert api(server, "GET", "/api/training")["enabled"] is False
+    assert total(server) == before
+
+
+# --- the operator ------------------------------------------------------------------------------
+
+
+def trained_on(server: Server, negotiations: int) -> int:
+    """Wait until the learner has trained on `negotiations` and this server serves its newest
+    model version; that version."""
+    deadline = time.monotonic() + 60
+    while True:
+        status = api(server, "GET", "/api/training")
+        newest = api(server, "GET", "/api/models?limit=1")[0]["version"]
+        if status["negotiations_trained"] >= negotiations and status["model_version"] == newest:
+            return int(newest)
+        assert time.monotonic() < deadline, f"the learner did not train on {negotiations}"
+        time.sleep(0.1)
+
+
+def test_an_operator_restores_a_checkpoint_and_the_dashboard_shows_the_new_version(
+    training_server: Server, open_page: OpenPage
+) -> None:
+    server = training_server
+    for seed in range(4):
+        simulated(server, seed)
+    version = trained_on(server, 4)
+    assert len(api(server, "GET", "/api/checkpoints")) == 2
+
+    page = open_page("desktop")
+    page.goto(f"{server.url}/dashboard")
+    expect(page.locator("#model-version")).to_have_text(str(version))
+    expect(page.locator("#live-status")).to_contain_text("Live")
+    checkpoints = page.locator("#checkpoints tbody tr")
+    expect(checkpoints).not_to_have_count(0)
+    expect(page.locator("#summary")).to_contain_text("Negotiations4")
+
+    # Live: a negotiation finished elsewhere shows up without reloading.
+    simulated(server, 50)
+    expect(page.locator("#summary")).to_contain_text("Negotiations5")
+    expect(page.locator("#model-version")).to_have_text(str(trained_on(server, 5)))
+    for chart in ("loss", "reward", "success", "savings", "buffer", "epsilon"):
+        expect(page.locator(f"#chart-{chart} .main-svg").first).to_be_visible()
+
+    oldest = checkpoints.last
+    name = oldest.locator("td").first.inner_text()
+    saved = api(server, "GET", "/api/training/history")["points"]
+    saved_as = next(p["model_version"] for p in saved if p["checkpoint"] == name)
+    expect(oldest.locator("td").nth(1)).to_have_text(str(saved_as))
+    oldest.get_by_role("button", name=f"Restore {name}").click()
+    expect(page.locator("#dialog-message")).to_contain_text(name)
+    page.fill("#operator-token", OPERATOR_TOKEN)
+    page.click("#dialog-confirm")
+    expect(page.locator("#operator-dialog")).to_be_hidden()
+    restored = api(server, "GET", "/api/training")["model_version"]
+    assert restored > version
+    expect(page.locator("#model-version")).to_have_text(str(restored))
+    expect(page.locator("#restore-status")).to_contain_text(
+        f"Restored {name}: now serving model version {restored}"
+    )
+    expect(page.locator("#models")).to_contain_text("restored")
+    shoot(page, "dashboard-restored-desktop")
+
+
+# --- every page, both sizes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_page_at_both_sizes(server: Server, open_page: OpenPage, size: str) -> None:
+    played = simulated(server, 3, "linear")
+    page = open_page(size)
+    pages = {
+        "negotiate": ("/", "#chart .main-svg"),
+        "negotiations": ("/negotiations", "#negotiations tbody tr"),
+        "negotiation": (f"/negotiations/{played['id']}", "#transcript tbody tr"),
+        "sell": ("/sell", "#chart .main-svg"),
+        "dashboard": ("/dashboard", "#chart-reward .main-svg"),
+    }
+    for name, (path, ready) in pages.items():
+        page.goto(f"{server.url}{path}")
+        expect(page.locator(ready).first).to_be_visible()
+        expect(page.locator("nav a[aria-current=page]")).to_have_count(1)
+        unlabelled = page.evaluate(
+            "[...document.querySelectorAll('input, select')]"
+            ".filter((e) => e.labels.length === 0).map((e) => e.id)"
+        )
+        assert unlabelled == [], f"{name}: inputs without a label"
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{name} scrolls sideways at {size} size"
+        shoot(page, f"{name}-{size}")
+
+    # The pages in use: a result card, and a negotiation in progress as the seller.
+    page.goto(f"{server.url}/")
+    page.select_option("#strategy", "linear")
+    page.fill("#seed", "3")
+    page.click("#start")
+    expect(page.locator("#result")).to_be_visible()
+    expect(page.locator("#live-title")).to_be_in_viewport()
+    shoot(page, f"negotiate-result-{size}")
+    open_as_seller(page, server, "330")
+    shoot(page, f"sell-playing-{size}")
+
+
+def test_the_purchaser_form_works_from_the_keyboard(server: Server, page: Page) -> None:
+    page.goto(f"{server.url}/")
+    expect(page.locator("#product_id option").first).to_be_attached()
+    reached = []
+    for _ in range(20):
+        page.keyboard.press("Tab")
+        reached.append(page.evaluate("document.activeElement.id"))
+    controls = ["product_id", "quantity", "max_unit_price", "max_rounds", "strategy", "seed"]
+    assert set([*controls, "start"]) <= set(reached)
+    page.focus("#max_unit_price")
+    page.keyboard.press("Enter")  # submits the form
+    expect(page.locator("#result")).to_be_visible()
+
+
+# --- live updates (no browser) ----------------------------------------------------------------
+
+
+def test_the_event_stream_sends_the_state_and_then_each_change(server: Server) -> None:
+    with httpx.stream("GET", f"{server.url}/api/events", timeout=15) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+
+        def next_update() -> dict[str, Any]:
+            for line in lines:
+                if line.startswith("data:"):
+                    update: dict[str, Any] = json.loads(line.removeprefix("data:"))
+                    return update
+            raise AssertionError("the stream ended")
+
+        first = next_update()
+        played = simulated(server, 5)
+        second = next_update()
+    assert second["negotiations"] == first["negotiations"] + 1
+    assert second["newest_id"] == played["id"]

@@ -1,0 +1,121 @@
+"""The web app's pages and files are served (no browser): pages, scripts, styles, the charting
+library, the seller's start that keeps the buyer's limit on the server, the live-update state."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from fastapi.testclient import TestClient
+
+from haggler.api.routes.events import current_state
+
+PAGES = ["/", "/negotiations", "/negotiations/1", "/sell", "/dashboard"]
+SCRIPTS = ["common", "negotiate", "negotiations", "negotiation", "sell", "dashboard"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_page_is_served_with_the_navigation(client: TestClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    for link in ('href="/"', 'href="/negotiations"', 'href="/sell"', 'href="/dashboard"'):
+        assert link in response.text
+    assert '<script type="module" src="/static/' in response.text
+
+
+def test_the_chart_library_scripts_and_styles_are_served_locally(client: TestClient) -> None:
+    plotly = client.get("/vendor/plotly.min.js")
+    assert plotly.status_code == 200
+    assert plotly.headers["content-type"].startswith("text/javascript")
+    assert "plotly.js v" in plotly.text[:200]
+    for script in SCRIPTS:
+        response = client.get(f"/static/{script}.js")
+        assert response.status_code == 200, script
+        assert response.headers["content-type"].startswith("text/javascript"), script
+    css = client.get("/static/app.css")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+
+
+def test_a_page_for_a_bad_id_is_not_found(client: TestClient) -> None:
+    assert client.get("/negotiations/0").status_code == 422
+    assert client.get("/static/nothing.js").status_code == 404
+
+
+def test_the_pages_are_not_in_the_api_schema(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/sell" in paths
+    assert not {"/", "/sell", "/dashboard", "/api/events"} & set(paths)
+
+
+def test_a_seller_in_the_browser_never_gets_the_buyers_limit(client: TestClient) -> None:
+    product = client.get("/api/products").json()[0]
+    response = client.post(
+        "/api/sell", json={"product_id": product["id"], "quantity": 3, "asking_price": "330.50"}
+    )
+    assert response.status_code == 201, response.text
+    started = response.json()
+    assert "max_unit_price" not in response.text
+    assert started["negotiation"]["transcript"][0]["price"] == "330.50"
+    negotiation_id = started["negotiation"]["id"]
+    purchaser = client.get(f"/api/negotiations/{negotiation_id}").json()
+    share = Decimal(purchaser["max_unit_price"]) / Decimal(product["list_price"])
+    assert Decimal("0.69") <= share <= Decimal("0.96")
+    assert started["negotiation"]["status"] == "open", started
+    moved = client.post(
+        f"/api/negotiations/{negotiation_id}/moves",
+        json={"move": "walk_away"},
+        headers={"Authorization": f"Bearer {started['seller_token']}"},
+    )
+    assert moved.json()["outcome"] == "seller_walked", moved.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"product_id": 1, "asking_price": "0"}, 422),
+        ({"product_id": 1, "asking_price": "12.345"}, 422),
+        ({"product_id": 1, "quantity": 0, "asking_price": "100"}, 422),
+        ({"product_id": 1, "asking_price": "100", "max_unit_price": "90"}, 422),
+        ({"product_id": 9999, "asking_price": "100"}, 404),
+    ],
+)
+def test_bad_input_to_sell_creates_nothing(
+    client: TestClient, body: dict[str, object], status: int
+) -> None:
+    assert client.post("/api/sell", json=body).status_code == status
+    assert client.get("/api/negotiations").json()["total"] == 0
+
+
+def test_the_live_state_changes_when_a_negotiation_finishes(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    before = current_state(runtime)
+    assert before["negotiations"] == 0
+    assert before["newest_id"] is None
+    client.post(
+        "/api/negotiations",
+        json={"product_id": 1, "max_unit_price": "250", "seller": {"kind": "simulated"}},
+    )
+    after = current_state(runtime)
+    assert after["negotiations"] == after["finished"] == 1
+    assert after["newest_id"] == 1
+    assert after["model_version"] == before["model_version"]
+
+
+def test_the_live_state_follows_one_negotiations_moves(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert current_state(runtime, 1)["negotiation"] == {"turns": None, "finished": None}
+    started = client.post("/api/sell", json={"product_id": 1, "asking_price": "330"}).json()
+    opened = current_state(runtime, 1)["negotiation"]
+    assert opened == {"turns": len(started["negotiation"]["transcript"]), "finished": False}
+    client.post(
+        "/api/negotiations/1/moves",
+        json={"move": "walk_away"},
+        headers={"Authorization": f"Bearer {started['seller_token']}"},
+    )
+    assert current_state(runtime, 1)["negotiation"] == {
+        "turns": opened["turns"] + 1,
+        "finished": True,
+    }
+    assert "negotiation" not in current_state(runtime)
