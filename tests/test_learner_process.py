@@ -4,6 +4,7 @@ that serving follows; follows a restore; one learner at a time."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,21 +86,29 @@ def test_with_training_on_each_step_publishes_a_version_that_serving_follows(
         assert all(p["loss"] is not None for p in history[1:])
 
 
+def trained_to_a_checkpoint(
+    client: TestClient, external: Settings, sessions: sessionmaker[Session]
+) -> tuple[StoreLearner, Path]:
+    """Training on, a learner that has taken in SAVE_INTERVAL (3) negotiations: its checkpoint."""
+    client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+    learner = StoreLearner(external, sessions)
+    learner.start()
+    play(client, 3)
+    learner.step()
+    [checkpoint] = list_checkpoints(external.checkpoint_dir)
+    return learner, checkpoint.path
+
+
 def test_after_a_restore_the_learner_learns_on_from_the_restored_checkpoint(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
     with TestClient(create_app(external)) as client:
-        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
-        learner = StoreLearner(external, sessions)
-        learner.start()
-        play(client, 3)
-        learner.step()
-        [checkpoint] = list_checkpoints(external.checkpoint_dir)
+        learner, checkpoint = trained_to_a_checkpoint(client, external, sessions)
         checkpointed = learner.agent.snapshot
         play(client, 2)
         learner.step()
         restored = client.post(
-            "/api/checkpoints/restore", json={"checkpoint": checkpoint.path.name}, headers=OPERATOR
+            "/api/checkpoints/restore", json={"checkpoint": checkpoint.name}, headers=OPERATOR
         ).json()["model_version"]
         client.put("/api/training", json={"enabled": False}, headers=OPERATOR)
         play(client, 1)
@@ -122,16 +131,11 @@ def test_a_learner_that_lost_the_race_to_a_restore_publishes_nothing(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
     with TestClient(create_app(external)) as client:
-        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
-        learner = StoreLearner(external, sessions)
-        learner.start()
-        play(client, 3)
-        learner.step()
-        [checkpoint] = list_checkpoints(external.checkpoint_dir)
+        learner, checkpoint = trained_to_a_checkpoint(client, external, sessions)
         play(client, 1)
         learner.version = serving(sessions)
         # The operator restores after the learner read the store but before it published:
-        model_versions.restore(checkpoint.path, external.checkpoint_dir, sessions)
+        model_versions.restore(checkpoint, external.checkpoint_dir, sessions)
         restored = serving(sessions)
         stale = learner.version
         learner._follow = lambda session, version: None  # type: ignore[method-assign]

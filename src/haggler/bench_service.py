@@ -2,10 +2,11 @@
 
 The load comes from wrk (a C client, its own process) with a Lua script that plays the seller:
 each connection runs one negotiation after another, so `--connections` negotiations are in
-flight at once. Two kinds of run: at a fixed offered rate (each seller waits `connections/rate`
-seconds before its next move, as a real seller thinks between moves), which gives the latency
-a user sees at that load; and flat out (no waiting), which gives the capacity. The server is a
-real `haggler serve` (with its learner process) on a fresh SQLite store per run.
+flight at once. Two kinds of run: at a fixed offered rate (each seller waits a random time,
+`connections/rate` seconds on average, before its next move, as a real seller thinks between
+moves), which gives the latency a user sees at that load; and flat out (no waiting), which gives
+the capacity. The server is a real `haggler serve` (with its learner process) on a fresh SQLite
+store per run.
 """
 
 from __future__ import annotations
@@ -36,11 +37,15 @@ local function start()
     ' "seller": {"kind": "external", "asking_price": "320.00"}}')
 end
 
--- Seconds each connection waits before its next move (a seller thinking); 0 runs flat out.
+-- Milliseconds each connection waits before its next move (a seller thinking), drawn from an
+-- exponential distribution: the moves of many sellers then arrive as a Poisson stream. (A fixed
+-- wait keeps connections that started together in step, and they arrive in bursts.) 0: flat out.
 local think_ms = THINK_MS
+math.randomseed(SEED)
 
 delay = function()
-  return think_ms
+  if think_ms == 0 then return 0 end
+  return math.floor(-think_ms * math.log(1 - math.random()))
 end
 
 request = function()
@@ -130,9 +135,11 @@ def run_once(
     with tempfile.TemporaryDirectory(prefix="haggler-bench-") as folder:
         work = Path(folder)
         script = work / "seller.lua"
-        think_ms = 0 if rate is None else round(1000 * connections / rate)
-        script.write_text(SELLER_SCRIPT.replace("THINK_MS", str(think_ms)))
         port = _free_port()
+        think_ms = 0 if rate is None else round(1000 * connections / rate)
+        script.write_text(
+            SELLER_SCRIPT.replace("THINK_MS", str(think_ms)).replace("SEED", str(port))
+        )
         env = {
             **os.environ,
             "DATABASE_URL": f"sqlite:///{work / 'haggler.db'}",

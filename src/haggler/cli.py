@@ -423,18 +423,14 @@ def serve(host: str | None, port: int | None) -> None:
     help="Stop when the process with this id (the service that started it) is gone.",
 )
 @click.option(
-    "--nice",
-    "niceness",
-    type=click.IntRange(0, 19),
-    default=0,
-    show_default=True,
-    help="Run at a lower CPU priority, so that serving processes on the same machine come first.",
+    "--low-priority",
+    is_flag=True,
+    help="Use only CPU time that serving processes on this machine leave idle.",
 )
-def learn(parent: int | None, niceness: int) -> None:
+def learn(parent: int | None, low_priority: bool) -> None:
     """Run the online learner on the store at DATABASE_URL (`haggler serve` starts one itself;
     run this with LEARNER=external: one learner for several serving processes)."""
     import logging
-    import os
     import signal
     import threading
 
@@ -449,7 +445,8 @@ def learn(parent: int | None, niceness: int) -> None:
             f"no model at {settings.model_path}; train one first with `haggler train`"
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    os.nice(niceness)
+    if low_priority:
+        _lowest_cpu_priority()
     torch.set_num_threads(1)
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -460,6 +457,17 @@ def learn(parent: int | None, niceness: int) -> None:
         StoreLearner(settings, session_factory(engine)).run(stop, parent_pid=parent)
     finally:
         engine.dispose()
+
+
+def _lowest_cpu_priority() -> None:
+    """SCHED_IDLE where there is one (Linux): the process runs only on a core nothing else
+    wants, and any serving process that wakes up takes the core at once; else nice 19."""
+    import os
+
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
 
 
 @cli.command("bench-service")
@@ -494,7 +502,7 @@ def learn(parent: int | None, niceness: int) -> None:
 @click.option(
     "--rate",
     type=click.FloatRange(1, 100_000),
-    default=600,
+    default=520,
     show_default=True,
     help="Offered turns per second of the fixed-rate runs (spread over the connections).",
 )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import Settings
 from haggler.service import NegotiationService
-from haggler.store.repository import StoredNegotiation
+from haggler.store.repository import StoredNegotiation, StoredProduct
 
 
 @dataclass
@@ -31,6 +31,8 @@ class Runtime:
     )
     """Negotiations in progress as last stored by this process: a move reads no rows. A stale
     entry (another serving process moved meanwhile) fails the store's optimistic check."""
+    products: dict[int, StoredProduct] = field(default_factory=dict)
+    """Products by id as read from the store (a stored product never changes)."""
     update_delays: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     """Seconds from a negotiation's end to this process serving weights trained on it."""
     learner_alive: Callable[[], bool] | None = None

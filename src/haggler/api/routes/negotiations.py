@@ -162,10 +162,14 @@ def _turn(
 async def start(
     body: NegotiationIn, runtime: RuntimeDep, session: SessionDep
 ) -> NegotiationOut | ExternalStartOut:
-    try:
-        product = repo.get_product(body.product_id, session=session)
-    except repo.NotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    product = runtime.products.get(body.product_id)
+    if product is None:  # products never change once stored: each is read once per process
+        try:
+            product = runtime.products[body.product_id] = repo.get_product(
+                body.product_id, session=session
+            )
+        except repo.NotFound as error:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     terms = Terms(
         product.product.list_price,
         float(body.max_unit_price),
