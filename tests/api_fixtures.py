@@ -29,6 +29,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     assert POSTGRES_URL is not None
     engine = make_engine(POSTGRES_URL)
     with engine.begin() as connection:
+        # Nothing else may hold the tables being dropped (a server a test killed is gone, but a
+        # test run beside this one on the same database would deadlock the drop).
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
         connection.execute(text("DROP SCHEMA public CASCADE"))
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()

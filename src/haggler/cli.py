@@ -434,6 +434,9 @@ def learn(parent: int | None, low_priority: bool) -> None:
     import signal
     import threading
 
+    if parent is not None:
+        _die_with(parent)
+
     import torch
 
     from haggler.learner_process import StoreLearner
@@ -457,6 +460,22 @@ def learn(parent: int | None, low_priority: bool) -> None:
         StoreLearner(settings, session_factory(engine)).run(stop, parent_pid=parent)
     finally:
         engine.dispose()
+
+
+def _die_with(parent: int) -> None:
+    """End this process the moment the service that started it ends, even by `kill -9`: a learner
+    left behind would go on writing to a store that the service's next start also uses."""
+    import contextlib
+    import ctypes
+    import os
+    import signal
+
+    # Linux: PR_SET_PDEATHSIG (1), a signal from the kernel when the parent exits; elsewhere the
+    # learner's loop notices that the parent is gone.
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before the signal was set up
+        raise SystemExit(0)
 
 
 def _lowest_cpu_priority() -> None:
