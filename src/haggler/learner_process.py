@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,6 +39,21 @@ log = logging.getLogger("haggler.training")
 LEASE_SECONDS = 6.0
 """How long a learner's claim on the store lasts without renewal (it renews at half of it): a
 learner that died is replaced by one standing by within this time."""
+
+
+@contextlib.contextmanager
+def _normal_cpu_priority() -> Iterator[None]:
+    """Run at normal CPU priority inside: a learner at the lowest priority holding the store's
+    write lock would otherwise wait for a free core while the serving processes wait for it."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is None or os.sched_getscheduler(0) != idle:
+        yield
+        return
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, idle, os.sched_param(0))
 
 
 class StoreLearner:
@@ -183,7 +199,7 @@ class StoreLearner:
             self.agent.serve(published)
         checkpoint = self.learner.save_if_due() if enabled else None
         # One short write transaction per step: on SQLite every serving process waits for it.
-        with self.sessions() as session:
+        with _normal_cpu_priority(), self.sessions() as session:
             try:
                 if published is not None:
                     model_versions.publish(
@@ -269,8 +285,9 @@ class StoreLearner:
 class LearnerProcess:
     """`haggler learn` as a child of the serving process, restarted if it dies. It runs at the
     lowest CPU priority: when the cores are busy, serving wins (measured: at nice 10 the learner
-    still doubled the p99 turn latency at 500 turns/s); a learner that falls behind catches up
-    later, a slow answer is lost for good."""
+    still doubled the p99 turn latency at 500 turns/s; SCHED_IDLE, with normal priority while it
+    holds the store's write lock, brought training on level with off); a learner that falls
+    behind catches up later, a slow answer is lost for good."""
 
     RESTART_AFTER = 5.0
     """Seconds between restarts of a learner that keeps dying (its error is in the log)."""
