@@ -18,6 +18,7 @@ from pathlib import Path
 
 from haggler.agent import BuyerAgent, Transitions
 from haggler.checkpoints import CheckpointError, save_checkpoint
+from haggler.config import Settings
 
 log = logging.getLogger("haggler.training")
 
@@ -31,6 +32,17 @@ class LearnerConfig:
     keep_checkpoints: int = 10
     model_path: Path = Path("models/buyer_agent.pth")
     checkpoint_dir: Path = Path("models/checkpoints")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, model_path: Path | None = None) -> LearnerConfig:
+        """The online-training settings of the product (MODEL_PATH unless `model_path`)."""
+        return cls(
+            train_steps=settings.train_steps,
+            save_interval=settings.save_interval,
+            keep_checkpoints=settings.keep_checkpoints,
+            model_path=model_path or settings.model_path,
+            checkpoint_dir=settings.checkpoint_dir,
+        )
 
 
 @dataclass

@@ -74,13 +74,7 @@ class StoreLearner:
         self.agent = BuyerAgent.from_file(settings.model_path)
         self.learner = OnlineLearner(
             self.agent,
-            LearnerConfig(
-                train_steps=settings.train_steps,
-                save_interval=settings.save_interval,
-                keep_checkpoints=settings.keep_checkpoints,
-                model_path=settings.model_path,
-                checkpoint_dir=settings.checkpoint_dir,
-            ),
+            LearnerConfig.from_settings(settings),
             background=False,
         )
         self.version: int | None = None

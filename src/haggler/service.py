@@ -90,13 +90,7 @@ class NegotiationService:
         if enabled and self.learner is None and self.learn_inline:
             self.learner = OnlineLearner(
                 self.agent,
-                LearnerConfig(
-                    train_steps=self.settings.train_steps,
-                    save_interval=self.settings.save_interval,
-                    keep_checkpoints=self.settings.keep_checkpoints,
-                    model_path=self.model_path,
-                    checkpoint_dir=self.settings.checkpoint_dir,
-                ),
+                LearnerConfig.from_settings(self.settings, model_path=self.model_path),
                 negotiations_done=self._negotiations_done,
             )
         self.enable_training = enabled

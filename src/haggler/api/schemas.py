@@ -216,6 +216,8 @@ class RestoreIn(BaseModel):
 
 
 class TrainingPointOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     at: datetime
     negotiations: int = Field(description="Negotiations trained on so far.")
     loss: float | None = Field(description="Mean loss of this update's gradient steps.")
@@ -230,6 +232,8 @@ class TrainingHistoryOut(BaseModel):
 
 
 class ModelVersionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     version: int
     created_at: datetime
     source: Literal["starter", "training", "restore"]

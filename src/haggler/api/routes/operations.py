@@ -96,36 +96,14 @@ async def training_history(
     session: SessionDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 500
 ) -> TrainingHistoryOut:
     points = repo.training_history(session=session, limit=limit)
-    return TrainingHistoryOut(
-        points=[
-            TrainingPointOut(
-                at=p.at,
-                negotiations=p.negotiations,
-                loss=p.loss,
-                replay_buffer_size=p.replay_buffer_size,
-                epsilon=p.epsilon,
-                model_version=p.model_version,
-                checkpoint=p.checkpoint,
-            )
-            for p in points
-        ]
-    )
+    return TrainingHistoryOut(points=[TrainingPointOut.model_validate(p) for p in points])
 
 
 @router.get("/models", summary="The log of model changes, newest first")
 async def models(
     session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[ModelVersionOut]:
-    return [
-        ModelVersionOut(
-            version=m.version,
-            created_at=m.created_at,
-            source=m.source,
-            checkpoint=m.checkpoint,
-            negotiations=m.negotiations,
-        )
-        for m in repo.model_log(session=session, limit=limit)
-    ]
+    return [ModelVersionOut.model_validate(m) for m in repo.model_log(session=session, limit=limit)]
 
 
 @router.get("/metrics/negotiations", summary="Finished negotiations as a series, oldest first")
