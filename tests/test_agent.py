@@ -20,6 +20,7 @@ from haggler.agent import (
 )
 from haggler.config import DQNConfig
 from haggler.env import NegotiationEnv
+from haggler.exploration import Exploration
 from haggler.features import N_MOVES, OBSERVATION_NAMES, OBSERVATION_SIZE, BuyerMove
 from haggler.scenarios import play, scenario_suite
 from haggler.sellers import ALL_STRATEGIES
@@ -71,11 +72,17 @@ def test_act_returns_only_legal_moves(agent: BuyerAgent) -> None:
     rng = np.random.default_rng(1)
     for observation, mask in env_inputs():
         assert mask[agent.act(observation, mask).move]
-        assert mask[agent.act(observation, mask, epsilon=0.5, rng=rng).move]
+        assert mask[
+            agent.act(observation, mask, exploration=Exploration("epsilon", 0.5), rng=rng).move
+        ]
         random_mask = rng.random(N_MOVES) < 0.3
         random_mask[rng.integers(N_MOVES)] = True
         assert random_mask[agent.act(observation, random_mask).move]
-        assert random_mask[agent.act(observation, random_mask, epsilon=1.0, rng=rng).move]
+        assert random_mask[
+            agent.act(
+                observation, random_mask, exploration=Exploration("epsilon", 1.0), rng=rng
+            ).move
+        ]
 
 
 def test_act_never_takes_the_best_valued_move_when_it_is_illegal(agent: BuyerAgent) -> None:
@@ -104,7 +111,7 @@ def test_epsilon_greedy_propensities_match_how_often_moves_are_taken(agent: Buye
     counts = dict.fromkeys(BuyerMove, 0)
     propensities: dict[BuyerMove, set[float]] = {move: set() for move in BuyerMove}
     for _ in range(draws):
-        decision = agent.act(observation, mask, epsilon=0.3, rng=rng)
+        decision = agent.act(observation, mask, exploration=Exploration("epsilon", 0.3), rng=rng)
         counts[decision.move] += 1
         propensities[decision.move].add(decision.propensity)
 
@@ -123,7 +130,9 @@ def test_exploration_is_reproducible_with_a_seeded_generator(agent: BuyerAgent) 
 
     def decisions(seed: int) -> list[object]:
         rng = np.random.default_rng(seed)
-        return [agent.act(o, m, epsilon=0.5, rng=rng) for o, m in inputs]
+        return [
+            agent.act(o, m, exploration=Exploration("epsilon", 0.5), rng=rng) for o, m in inputs
+        ]
 
     assert decisions(7) == decisions(7)
     assert decisions(7) != decisions(8)
@@ -132,7 +141,7 @@ def test_exploration_is_reproducible_with_a_seeded_generator(agent: BuyerAgent) 
 def test_exploration_without_a_seeded_generator_is_refused(agent: BuyerAgent) -> None:
     observation, mask = env_inputs(1)[0]
     with pytest.raises(ValueError, match="random generator"):
-        agent.act(observation, mask, epsilon=0.1)
+        agent.act(observation, mask, exploration=Exploration("epsilon", 0.1))
 
 
 def test_q_values_are_those_of_the_online_network(agent: BuyerAgent) -> None:
@@ -480,4 +489,7 @@ def test_a_decision_reports_the_version_that_made_it(agent: BuyerAgent) -> None:
     agent.add_transitions(one_step_problem())
     agent.train_steps(1)
     rng = np.random.default_rng(0)
-    assert agent.act(observation, mask, epsilon=0.5, rng=rng).model_version == 1
+    assert (
+        agent.act(observation, mask, exploration=Exploration("epsilon", 0.5), rng=rng).model_version
+        == 1
+    )

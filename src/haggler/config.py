@@ -44,6 +44,17 @@ class Settings(BaseSettings):
     checkpoint_dir: Path = Field(Path("models/checkpoints"), description="Checkpoint folder.")
     enable_training: bool = Field(False, description="Learn online from every negotiation.")
     epsilon: float = Field(0.1, ge=0.0, le=1.0, description="Exploration rate while training.")
+    exploration: Literal["epsilon", "safe"] = Field(
+        "epsilon",
+        description=(
+            "How to explore while training: `epsilon` (a uniformly random legal move at rate "
+            "EPSILON, the original behaviour) or `safe` (never explores with accept or walk-away; "
+            "near-best counter-offers by a softmax on Q-values at EXPLORATION_TEMPERATURE)."
+        ),
+    )
+    exploration_temperature: float = Field(
+        0.05, gt=0.0, le=10.0, description="Softmax temperature of `safe` exploration."
+    )
     train_steps: int = Field(5, ge=0, description="Gradient steps after each negotiation.")
     save_interval: int = Field(10, ge=1, description="Negotiations between checkpoints.")
     keep_checkpoints: int = Field(10, ge=1, description="Checkpoints kept on disk.")

@@ -25,6 +25,7 @@ from haggler.agent import (
 )
 from haggler.catalogue import Product, find_product
 from haggler.config import Settings
+from haggler.exploration import GREEDY, Exploration
 from haggler.features import legal_moves, observe, to_action
 from haggler.learner import LearnerConfig, OnlineLearner
 from haggler.negotiation import (
@@ -100,10 +101,19 @@ class NegotiationService:
         """Exploration rate: EPSILON while training, 0 (greedy) when not."""
         return self.settings.epsilon if self.enable_training else 0.0
 
+    @property
+    def exploration(self) -> Exploration:
+        """The behaviour policy around the served Q-values: EXPLORATION while training."""
+        if not self.enable_training:
+            return GREEDY
+        return Exploration(
+            self.settings.exploration, self.settings.epsilon, self.settings.exploration_temperature
+        )
+
     def decide(self, state: NegotiationState) -> LoggedDecision:
         """The agent's next move in `state`, as the log records it (propensity, version)."""
         observation, mask = observe(state), legal_moves(state)
-        decision = self.agent.act(observation, mask, epsilon=self.epsilon, rng=self.rng)
+        decision = self.agent.act(observation, mask, exploration=self.exploration, rng=self.rng)
         return LoggedDecision(
             round=state.buyer_moves + 1,
             observation=observation,
