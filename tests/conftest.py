@@ -22,7 +22,7 @@ from haggler.negotiation import (
 from haggler.scenarios import Played, Scenario
 
 # The API tests' fixtures live in their own module, registered here for the whole suite.
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["api_fixtures", "store_fixtures"]
 
 # The first example of a test may import torch or build a network; a per-example deadline would
 # turn that one-off cost into a flaky failure, and the suite's total time is watched anyway.

@@ -7,8 +7,6 @@ every test here on PostgreSQL too; `.ci/run` does.
 from __future__ import annotations
 
 import functools
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,30 +23,6 @@ from haggler.negotiation import Action, Outcome, Party, Terms, apply_move, open_
 from haggler.store import repository as repo
 from haggler.store.database import make_engine, migrate, session_factory
 from haggler.store.tables import Base
-
-POSTGRES_URL = os.environ.get("HAGGLER_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
-
-
-@pytest.fixture(params=BACKENDS)
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'store' / 'haggler.db'}")
-    else:
-        assert POSTGRES_URL is not None
-        engine = make_engine(POSTGRES_URL)
-        with engine.begin() as connection:  # a clean schema for every test
-            connection.execute(text("DROP SCHEMA public CASCADE"))
-            connection.execute(text("CREATE SCHEMA public"))
-    migrate(engine)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def session(engine: Engine) -> Iterator[Session]:
-    with session_factory(engine)() as session:
-        yield session
 
 
 def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> None:
@@ -223,6 +197,8 @@ def test_finished_negotiations_queue_for_the_learner_then_rebuild_its_buffer(
     assert batch.reward.tolist() == pytest.approx([-0.002, 0.05])
     assert batch.terminated.tolist() == [False, True]
     np.testing.assert_allclose(batch.next_observation[0], batch.observation[1])
+    assert queued.experiences is not None
+    np.testing.assert_array_equal(queued.experiences.move, batch.move)
 
 
 def test_a_model_version_serves_only_if_the_serving_one_is_still_the_expected(

@@ -233,9 +233,12 @@ class BuyerAgent:
         *,
         exploration: Exploration = GREEDY,
         rng: np.random.Generator | None = None,
+        snapshot: PolicySnapshot | None = None,
     ) -> Decision:
-        """Choose a legal move: greedy, or drawn by `exploration` with the seeded `rng`."""
-        snapshot = self.snapshot  # read once: the learner may publish a new one meanwhile
+        """Choose a legal move with `snapshot` (default: the one serving now): greedy, or drawn by
+        `exploration` with the seeded `rng`."""
+        # Read once: the learner may publish a new snapshot meanwhile.
+        snapshot = snapshot or self.snapshot
         q_values = snapshot.q_values(observation)
         if not exploration.explores:
             move = BuyerMove(int(masked_greedy(q_values, action_mask)))

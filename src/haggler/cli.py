@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import click
 
@@ -678,6 +678,194 @@ def checkpoints_restore(path: str) -> None:
     source = resolve_checkpoint(settings.checkpoint_dir, path)
     atomic_write(settings.model_path, source.read_bytes())
     click.echo(f"Restored {source.name} as {settings.model_path}.")
+
+
+def _store_sessions() -> Any:
+    """Sessions on the store at DATABASE_URL (migrated), for the operator's commands."""
+    from haggler.store.database import make_engine, migrate, session_factory
+
+    engine = make_engine(_settings().database_url)
+    migrate(engine)
+    return session_factory(engine)
+
+
+@cli.command("evaluate-candidate")
+@click.argument("version", type=click.IntRange(min=1), required=False)
+@click.option(
+    "--checkpoint",
+    "checkpoint",
+    default=None,
+    help="Judge this checkpoint file (inside CHECKPOINT_DIR) instead of a stored version.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def evaluate_candidate(version: int | None, checkpoint: str | None, as_json: bool) -> None:
+    """Judge model VERSION from the store (or a --checkpoint) as the promotion gate would,
+    against the serving model: off-policy estimates on the newest logged negotiations and both
+    models on the held-out simulated suite. Changes nothing."""
+    import dataclasses
+
+    import numpy as np
+
+    from haggler import model_versions, promotion, safety
+    from haggler.agent import PolicySnapshot
+    from haggler.checkpoints import resolve_checkpoint
+    from haggler.store import experiments
+    from haggler.store import repository as repo
+
+    if (version is None) == (checkpoint is None):
+        raise click.UsageError("give a model VERSION or --checkpoint PATH, not both")
+    settings = _settings()
+    sessions = _store_sessions()
+    with sessions() as session:
+        champion = model_versions.serving_snapshot(session)
+        if champion is None:
+            raise click.ClickException("no model serves yet: start the service once")
+        if version is not None:
+            try:
+                stored = repo.get_snapshot(version, session=session)
+            except repo.NotFound as error:
+                raise click.ClickException(str(error)) from None
+            if stored.weights is None:
+                raise click.ClickException(f"model version {version} has no weights left")
+            candidate = PolicySnapshot.from_bytes(stored.weights, version)
+        logged = experiments.logged_episodes(session=session, limit=safety.LOGGED_EPISODES)
+    if checkpoint is not None:
+        path = resolve_checkpoint(settings.checkpoint_dir, checkpoint)
+        candidate = dataclasses.replace(_load_agent(path).snapshot, version=0)
+    decision = promotion.judge(
+        candidate,
+        champion,
+        logged,
+        safety.gate_config(settings),
+        rng=np.random.default_rng(candidate.version),
+    )
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "candidate": version or checkpoint,
+                    "champion_version": champion.version,
+                    "passed": decision.passed,
+                    "reason": decision.reason,
+                    "figures": decision.figures,
+                },
+                indent=2,
+            )
+        )
+        return
+    name = f"version {version}" if version is not None else checkpoint
+    verdict = "PASSES" if decision.passed else "FAILS"
+    click.echo(f"Candidate {name} against serving version {champion.version}: {verdict} the gate")
+    click.echo(f"  {decision.reason}")
+    click.echo(json.dumps(decision.figures, indent=2))
+
+
+@cli.group("ab-test")
+def ab_test() -> None:
+    """A/B tests of a challenger against the serving model, on the store at DATABASE_URL."""
+
+
+@ab_test.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+def ab_test_list(limit: int) -> None:
+    """The newest A/B tests with their last per-arm figures."""
+    from haggler.store import experiments
+
+    with _store_sessions()() as session:
+        tests = experiments.ab_tests(session=session, limit=limit)
+    if not tests:
+        click.echo("No A/B tests yet.")
+        return
+    for test in tests:
+        click.echo(
+            f"test {test.id}: challenger v{test.challenger_version} against champion "
+            f"v{test.champion_version} on {100 * test.split:.0f}%: {test.status}"
+            + (f" ({test.decided_by}: {test.reason})" if test.reason else "")
+        )
+        for arm in ("champion", "challenger"):
+            figures = (test.verdict or {}).get(arm)
+            if figures:
+                click.echo(f"  {arm:10s} {_arm_line(figures)}")
+
+
+def _arm_line(figures: dict[str, Any]) -> str:
+    def estimate(name: str, scale: float = 1.0) -> str:
+        e = figures.get(name) or {}
+        if e.get("mean") is None:
+            return f"{name} -"
+        low, high = e.get("ci_low"), e.get("ci_high")
+        interval = ""
+        if low is not None and high is not None:
+            interval = f" [{scale * low:.3f}, {scale * high:.3f}]"
+        return f"{name} {scale * e['mean']:.3f}{interval}"
+
+    return f"n={figures.get('negotiations', 0)}  " + "  ".join(
+        estimate(name) for name in ("deal_rate", "reward", "surplus")
+    )
+
+
+@ab_test.command("start")
+@click.argument("version", type=click.IntRange(min=1))
+@click.option(
+    "--split",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.2,
+    show_default=True,
+    help="The challenger's share of new negotiations.",
+)
+def ab_test_start(version: int, split: float) -> None:
+    """Test stored model VERSION against the serving one."""
+    from haggler.store import experiments
+    from haggler.store import repository as repo
+
+    with _store_sessions()() as session:
+        serving = repo.serving_version(session=session)
+        try:
+            stored = repo.get_snapshot(version, session=session)
+        except repo.NotFound as error:
+            raise click.ClickException(str(error)) from None
+        if stored.weights is None:
+            raise click.ClickException(f"model version {version} has no weights left")
+        if serving is None or serving == version:
+            raise click.ClickException(f"model version {version} is the one serving")
+        try:
+            test = experiments.start_ab_test(serving, version, split, session=session)
+        except repo.Conflict as error:
+            raise click.ClickException(str(error)) from None
+        session.commit()
+    click.echo(f"A/B test {test.id}: version {version} against {serving} on {100 * split:.0f}%.")
+
+
+@ab_test.command("promote")
+@click.argument("test_id", type=click.IntRange(min=1))
+@click.option("--reason", default="the operator's decision", show_default=True)
+def ab_test_promote(test_id: int, reason: str) -> None:
+    """End running test TEST_ID by promoting its challenger."""
+    _decide(test_id, "promote", reason)
+
+
+@ab_test.command("reject")
+@click.argument("test_id", type=click.IntRange(min=1))
+@click.option("--reason", default="the operator's decision", show_default=True)
+def ab_test_reject(test_id: int, reason: str) -> None:
+    """End running test TEST_ID by rejecting its challenger (the champion serves on)."""
+    _decide(test_id, "reject", reason)
+
+
+def _decide(test_id: int, decision: Literal["promote", "reject"], reason: str) -> None:
+    from haggler import safety
+    from haggler.store import repository as repo
+
+    try:
+        ended = safety.decide_ab_test(
+            _store_sessions(), test_id, decision, decided_by="operator", reason=reason
+        )
+    except (repo.NotFound, repo.Conflict) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(
+        f"A/B test {ended.id}: challenger v{ended.challenger_version} {ended.status}; "
+        f"the service follows within a second."
+    )
 
 
 def main() -> None:

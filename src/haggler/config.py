@@ -55,6 +55,44 @@ class Settings(BaseSettings):
     exploration_temperature: float = Field(
         0.05, gt=0.0, le=10.0, description="Softmax temperature of `safe` exploration."
     )
+    online_learning_rate: float = Field(
+        1e-4,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "Adam's step size for online training (pretraining's is in the model file); lower "
+            "than pretraining's, measured to adapt faster and more steadily to new sellers."
+        ),
+    )
+    promotion: Literal["immediate", "gated"] = Field(
+        "immediate",
+        description=(
+            "`immediate`: serving follows the learner after every update. `gated`: each "
+            "checkpoint is a candidate that serves only if it passes the evaluation gate (and, "
+            "with AB_SPLIT above 0, then an A/B test against the serving model)."
+        ),
+    )
+    ab_split: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Share of new negotiations a challenger plays in an A/B test (0: no tests).",
+    )
+    gate_reward_tolerance: float = Field(
+        0.02, ge=0.0, le=1.0, description="Gate: how far below the champion's reward may be."
+    )
+    gate_surplus_tolerance: float = Field(
+        0.02, ge=0.0, le=1.0, description="Gate: how far below the champion's surplus may be."
+    )
+    gate_max_deal_rate_drop: float = Field(
+        0.02, ge=0.0, le=1.0, description="Gate: how much lower the deal rate may be (a share)."
+    )
+    auto_rollback: bool = Field(
+        True, description="Go back to the last known good model when live results degrade."
+    )
+    rollback_window: int = Field(
+        200, ge=20, le=100_000, description="Negotiations the rollback monitor compares."
+    )
     train_steps: int = Field(5, ge=0, description="Gradient steps after each negotiation.")
     save_interval: int = Field(10, ge=1, description="Negotiations between checkpoints.")
     keep_checkpoints: int = Field(10, ge=1, description="Checkpoints kept on disk.")

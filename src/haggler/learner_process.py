@@ -32,6 +32,7 @@ from haggler import model_versions
 from haggler.agent import BuyerAgent, ModelFileError, PolicySnapshot
 from haggler.config import Settings, settings_environment
 from haggler.learner import LearnerConfig, OnlineLearner
+from haggler.safety import SafeLearning
 from haggler.store import repository as repo
 
 log = logging.getLogger("haggler.training")
@@ -85,6 +86,8 @@ class StoreLearner:
         self.learner_id = secrets.randbelow(2**31 - 1) + 1
         self._lease_until = 0.0
         self._standing_by = False
+        self.safety = SafeLearning(settings, sessions, seed=self.learner_id)
+        self.gated = settings.promotion == "gated"
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -100,6 +103,7 @@ class StoreLearner:
             )
         if experiences is not None:
             self.agent.add_transitions(experiences)
+        self.agent.set_learning_rate(self.settings.online_learning_rate)
         if self.holds_lease():
             with self.sessions() as session:  # the restart shows in the history
                 self._record(session, enabled=False, losses=[], checkpoint=None)
@@ -118,6 +122,10 @@ class StoreLearner:
         if serving is None or serving == self.version:
             return
         stored = repo.get_snapshot(serving, session=session)
+        if self.gated and stored.source == "training" and self.version is not None:
+            # One of this learner's own candidates was promoted: it has learned on past it.
+            self.version = serving
+            return
         loaded = False
         if stored.source == "restore" and stored.checkpoint is not None:
             path = self.settings.checkpoint_dir / stored.checkpoint
@@ -130,6 +138,7 @@ class StoreLearner:
             self.agent.serve(dataclasses.replace(self.agent.snapshot, version=serving))
         elif stored.weights is not None:
             self.agent.adopt(PolicySnapshot.from_bytes(stored.weights, serving))
+        self.agent.set_learning_rate(self.settings.online_learning_rate)
         if self.version is not None:
             log.info("[Training] Learning on from model version %d (%s)", serving, stored.source)
         self.version = serving
@@ -174,7 +183,7 @@ class StoreLearner:
         self.behind = len(queue) == self.batch  # more may be waiting: step again at once
         losses = []
         for taken, negotiation in enumerate(queue, start=1):
-            experiences = repo.experiences_of(negotiation)
+            experiences = negotiation.experiences
             if experiences is None:
                 continue
             if enabled:
@@ -192,6 +201,15 @@ class StoreLearner:
             published = dataclasses.replace(self.agent.snapshot, version=next_version)
             self.agent.serve(published)
         checkpoint = self.learner.save_if_due() if enabled else None
+        if self.gated:  # the updates wait for the gate: only checkpoints become candidates
+            if checkpoint is not None and published is not None:
+                self.safety.judge_candidate(
+                    published,
+                    negotiations=self.learner.status.negotiations,
+                    checkpoint=checkpoint.name,
+                    trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+                )
+            published = None
         # One short write transaction per step: on SQLite every serving process waits for it.
         with _normal_cpu_priority(), self.sessions() as session:
             try:
@@ -252,6 +270,8 @@ class StoreLearner:
                 self.behind = False
                 try:
                     self.step()
+                    if self.holds_lease():
+                        self.safety.watch()
                     self._tidy_store()
                 except OperationalError as error:  # a busy or restarting database: try again
                     log.warning("[Training] Store unavailable (%s); retrying", error.orig)

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.agent import BuyerAgent, ModelFileError, PolicySnapshot
 from haggler.checkpoints import CheckpointError
+from haggler.store import experiments
 from haggler.store import repository as repo
 
 log = logging.getLogger("haggler.models")
@@ -71,6 +72,8 @@ def publish(
     negotiations: int,
     checkpoint: str | None = None,
     trained_from: datetime | None = None,
+    reason: str | None = None,
+    copy_of: int | None = None,
 ) -> None:
     """Store `snapshot` as a new model version and make it serve, in the caller's transaction;
     repo.Conflict if its version is taken or the serving one is no longer `expected_serving`."""
@@ -83,8 +86,18 @@ def publish(
         negotiations=negotiations,
         checkpoint=checkpoint,
         trained_from=trained_from,
+        reason=reason,
+        copy_of=copy_of,
     )
-    repo.forget_old_weights(session=session, keep=KEEP_WEIGHTS)
+    forget_old_weights(session)
+
+
+def forget_old_weights(session: Session) -> None:
+    """Keep the weights of the newest KEEP_WEIGHTS versions, and of every version that may be
+    needed again: serving, known good, under A/B test."""
+    repo.forget_old_weights(
+        session=session, keep=KEEP_WEIGHTS, protect=experiments.protected_versions(session=session)
+    )
 
 
 def restore(

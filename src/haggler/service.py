@@ -20,6 +20,7 @@ import numpy as np
 from haggler.agent import (
     BuyerAgent,
     LoggedDecision,
+    PolicySnapshot,
     Transitions,
     negotiation_transitions,
 )
@@ -83,6 +84,10 @@ class NegotiationService:
         self.learn_inline = learn_inline
         """False when a learner elsewhere (the HTTP service's) trains from the store instead."""
         self.learner: OnlineLearner | None = None
+        self.challenger: PolicySnapshot | None = None
+        """The challenger of the running A/B test (None: no test runs)."""
+        self.ab_test: tuple[int, float] | None = None
+        """The running A/B test's id and the challenger's share of new negotiations."""
         if enable_training:
             self.set_training(True)
 
@@ -110,10 +115,23 @@ class NegotiationService:
             self.settings.exploration, self.settings.epsilon, self.settings.exploration_temperature
         )
 
-    def decide(self, state: NegotiationState) -> LoggedDecision:
-        """The agent's next move in `state`, as the log records it (propensity, version)."""
+    def snapshot_for(self, version: int) -> PolicySnapshot:
+        """The weights a negotiation started with `version` plays on with: the challenger's
+        while its A/B test runs, else the serving ones."""
+        challenger = self.challenger
+        if challenger is not None and challenger.version == version:
+            return challenger
+        return self.agent.snapshot
+
+    def decide(
+        self, state: NegotiationState, snapshot: PolicySnapshot | None = None
+    ) -> LoggedDecision:
+        """The agent's next move in `state` (with `snapshot`, default the serving weights), as
+        the log records it (propensity, version)."""
         observation, mask = observe(state), legal_moves(state)
-        decision = self.agent.act(observation, mask, exploration=self.exploration, rng=self.rng)
+        decision = self.agent.act(
+            observation, mask, exploration=self.exploration, rng=self.rng, snapshot=snapshot
+        )
         return LoggedDecision(
             round=state.buyer_moves + 1,
             observation=observation,

@@ -19,11 +19,20 @@ from sqlalchemy.exc import OperationalError
 from haggler import __version__, model_versions
 from haggler.agent import PolicySnapshot
 from haggler.api.deps import Runtime
-from haggler.api.routes import catalogue, events, metrics, negotiations, operations, selling
+from haggler.api.routes import (
+    catalogue,
+    events,
+    metrics,
+    negotiations,
+    operations,
+    safety,
+    selling,
+)
 from haggler.config import Settings
 from haggler.learner_process import LearnerProcess, StoreLearner
 from haggler.negotiation import ProtocolError
 from haggler.service import NegotiationService
+from haggler.store import experiments
 from haggler.store import repository as repo
 from haggler.store.database import make_engine, migrate, session_factory
 from haggler.web import pages
@@ -93,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(catalogue.router)
     app.include_router(negotiations.router)
     app.include_router(operations.router)
+    app.include_router(safety.router)
     app.include_router(metrics.router)
     app.include_router(selling.router)
     app.include_router(events.router, include_in_schema=False)  # an endless stream
@@ -136,6 +146,16 @@ async def _follow_store(runtime: Runtime) -> None:
                     if version is not None and version != service.agent.snapshot.version
                     else None
                 )
+                test = experiments.running_ab_test(session=session)
+                challenger = (
+                    repo.get_snapshot(test.challenger_version, session=session)
+                    if test is not None
+                    and (
+                        service.challenger is None
+                        or service.challenger.version != test.challenger_version
+                    )
+                    else None
+                )
         except OperationalError as error:  # busy database: the next poll tries again
             log.warning("could not read the serving model version (%s)", error.orig)
             continue
@@ -143,6 +163,11 @@ async def _follow_store(runtime: Runtime) -> None:
             runtime.keep_learner_alive()
         if enabled != service.enable_training:
             service.set_training(enabled)
+        if test is None:
+            service.ab_test, service.challenger = None, None
+        elif challenger is not None and challenger.weights is not None:
+            service.challenger = PolicySnapshot.from_bytes(challenger.weights, challenger.version)
+            service.ab_test = (test.id, test.split)
         if stored is not None and stored.weights is not None:
             service.agent.serve(PolicySnapshot.from_bytes(stored.weights, stored.version))
             if stored.trained_from is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -236,9 +236,78 @@ class ModelVersionOut(BaseModel):
 
     version: int
     created_at: datetime
-    source: Literal["starter", "training", "restore"]
-    checkpoint: str | None = Field(description="The checkpoint restored, for `restore`.")
+    source: Literal["starter", "training", "restore", "rollback"]
+    checkpoint: str | None = Field(description="The checkpoint restored, or the candidate's.")
     negotiations: int = Field(description="Negotiations trained on when it was published.")
+    status: Literal["promoted", "candidate", "rejected"] = Field(
+        description="`promoted`: it served; `candidate`: waiting (in an A/B test); `rejected`."
+    )
+    reason: str | None = Field(description="Why: the gate's verdict, an A/B test, a rollback.")
+    evaluation: dict[str, Any] | None = Field(description="The gate's figures, for candidates.")
+    copy_of: int | None = Field(description="For a rollback: the version whose weights it serves.")
+    promoted_at: datetime | None
+
+
+class ABTestOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    champion_version: int
+    challenger_version: int
+    split: float = Field(description="Share of new negotiations the challenger plays.")
+    status: Literal["running", "promoted", "rejected", "stopped"]
+    started_at: datetime
+    ended_at: datetime | None
+    decided_by: Literal["rule", "operator", "rollback"] | None
+    reason: str | None
+    verdict: dict[str, Any] | None = Field(
+        description="The stopping rule's last look: per-arm deal rate, reward, savings and "
+        "surplus with 95% intervals, the lift and its always-valid p-value."
+    )
+
+
+class ABTestIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"challenger_version": 12, "split": 0.2}]}
+    )
+
+    challenger_version: int = Field(ge=1, le=MAX_ID)
+    split: float = Field(gt=0.0, lt=1.0, description="The challenger's share of negotiations.")
+
+
+class ABDecisionIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"decision": "reject", "reason": "too few deals"}]},
+    )
+
+    decision: Literal["promote", "reject"]
+    reason: str = Field("the operator's decision", min_length=1, max_length=500, pattern=r"\S")
+
+
+class CandidateEvaluationOut(BaseModel):
+    version: int
+    champion_version: int
+    passed: bool
+    reason: str
+    figures: dict[str, Any] = Field(
+        description="Off-policy estimates on logged negotiations (PDWIS and doubly robust, with "
+        "bootstrap intervals and effective sample sizes) and the simulated held-out suite."
+    )
+
+
+class SafetyOut(BaseModel):
+    promotion: Literal["immediate", "gated"]
+    exploration: Literal["epsilon", "safe"]
+    ab_split: float
+    auto_rollback: bool
+    serving_version: int | None
+    known_good_version: int | None = Field(description="What a rollback would go back to.")
+    running_test: ABTestOut | None
+    promotions: int = Field(description="Candidates that passed and served.")
+    rejections: int = Field(description="Candidates the gate or an A/B test turned away.")
+    rollbacks: int
+    last_rollback: ModelVersionOut | None
 
 
 class FinishedPointOut(BaseModel):

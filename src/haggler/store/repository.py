@@ -12,14 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Table, Update, bindparam, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
-from haggler.agent import LoggedDecision, Transitions, negotiation_transitions
+from haggler.agent import LoggedDecision, Transitions
 from haggler.catalogue import SEED_CATALOGUE, Product
 from haggler.negotiation import (
     Action,
@@ -430,50 +430,89 @@ def _negotiations(rows: Sequence[NegotiationRow], *, session: Session) -> list[S
     ]
 
 
-def _experiences(negotiations: Sequence[StoredNegotiation]) -> Transitions | None:
-    batches = [
-        negotiation_transitions(n.decisions, [d.reward or 0.0 for d in n.decisions], n.state)
-        for n in negotiations
-        if n.decisions
-    ]
-    if not batches:
-        return None
-    return Transitions(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
+@dataclass(frozen=True)
+class QueuedNegotiation:
+    """A finished negotiation as the learner takes it in: only its experiences."""
+
+    id: int
+    finished_at: datetime | None
+    experiences: Transitions | None
+    """None for a negotiation without buyer decisions (the seller ended it at once)."""
+
+
+def _experiences_by_negotiation(
+    negotiation_ids: Sequence[int], *, session: Session
+) -> dict[int, Transitions]:
+    """The experiences of finished negotiations from their decisions alone (measured: reading
+    the turns and replaying them through the protocol took most of the learner's read time).
+    The last decision of a finished negotiation is terminal, so its next observation is never
+    used: it is stored as zeros with every move marked legal."""
+    rows: dict[int, list[Any]] = {}
+    for start in range(0, len(negotiation_ids), 500):  # bounded IN lists
+        chunk = list(negotiation_ids[start : start + 500])
+        for row in session.execute(
+            select(
+                DecisionRow.negotiation_id,
+                DecisionRow.observation,
+                DecisionRow.action_mask,
+                DecisionRow.move,
+                DecisionRow.reward,
+            )
+            .where(DecisionRow.negotiation_id.in_(chunk))
+            .order_by(DecisionRow.negotiation_id, DecisionRow.round)
+        ):
+            rows.setdefault(row.negotiation_id, []).append(row)
+    experiences = {}
+    for negotiation_id, decisions in rows.items():
+        observations = np.asarray([d.observation for d in decisions], dtype=np.float32)  # (T, O)
+        masks = np.asarray([d.action_mask for d in decisions], dtype=bool)  # (T, N_MOVES)
+        terminated = np.zeros(len(decisions), dtype=bool)
+        terminated[-1] = True
+        experiences[negotiation_id] = Transitions(
+            observation=observations,
+            action_mask=masks,
+            move=np.asarray([d.move for d in decisions], dtype=np.int64),
+            reward=np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
+            next_observation=np.concatenate([observations[1:], np.zeros_like(observations[:1])]),
+            next_action_mask=np.concatenate([masks[1:], np.ones_like(masks[:1])]),
+            terminated=terminated,
+        )
+    return experiences
 
 
 def learned_experiences(*, session: Session, limit: int) -> Transitions | None:
     """At least the newest `limit` experiences the learner has taken in (whole negotiations),
     oldest first, to rebuild its replay buffer after a restart; None if there are none."""
-    rows: list[NegotiationRow] = []
+    ids: list[int] = []
     total = 0
     query = (
-        select(NegotiationRow)
+        select(NegotiationRow.id, NegotiationRow.rounds)
         .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_not(None))
         .order_by(NegotiationRow.id.desc())
     )
-    for row in session.scalars(query.execution_options(yield_per=1000)):
-        rows.append(row)
+    for row in session.execute(query.execution_options(yield_per=1000)):
+        ids.append(row.id)
         total += row.rounds
         if total >= limit:
             break
-    rows.reverse()  # oldest first, as they were played
-    return _experiences(_negotiations(rows, session=session))
+    ids.reverse()  # oldest first, as they were played
+    by_negotiation = _experiences_by_negotiation(ids, session=session)
+    batches = [by_negotiation[i] for i in ids if i in by_negotiation]
+    if not batches:
+        return None
+    return Transitions(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
 
 
-def negotiations_to_learn(*, session: Session, limit: int) -> list[StoredNegotiation]:
+def negotiations_to_learn(*, session: Session, limit: int) -> list[QueuedNegotiation]:
     """The learner's queue: finished negotiations not yet learned from, in the order they ended."""
-    rows = session.scalars(
-        select(NegotiationRow)
+    rows = session.execute(
+        select(NegotiationRow.id, NegotiationRow.finished_at)
         .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_(None))
         .order_by(NegotiationRow.finished_at, NegotiationRow.id)
         .limit(limit)
     ).all()
-    return _negotiations(rows, session=session)
-
-
-def experiences_of(negotiation: StoredNegotiation) -> Transitions | None:
-    """One finished negotiation's experiences for the replay buffer (None without decisions)."""
-    return _experiences([negotiation])
+    experiences = _experiences_by_negotiation([r.id for r in rows], session=session)
+    return [QueuedNegotiation(r.id, r.finished_at, experiences.get(r.id)) for r in rows]
 
 
 def mark_learned(negotiation_ids: Sequence[int], *, session: Session) -> None:
@@ -503,6 +542,12 @@ class StoredSnapshot:
     negotiations: int
     trained_from: datetime | None
     weights: bytes | None
+    status: str = "promoted"
+    """'promoted' (it served), 'candidate' (waiting, or in an A/B test) or 'rejected'."""
+    reason: str | None = None
+    evaluation: dict[str, Any] | None = None
+    copy_of: int | None = None
+    promoted_at: datetime | None = None
 
 
 def _snapshot(row: ModelSnapshotRow, *, with_weights: bool = True) -> StoredSnapshot:
@@ -514,6 +559,11 @@ def _snapshot(row: ModelSnapshotRow, *, with_weights: bool = True) -> StoredSnap
         row.negotiations,
         row.trained_from,
         row.weights if with_weights else None,
+        row.status,
+        row.reason,
+        row.evaluation,
+        row.copy_of,
+        row.promoted_at,
     )
 
 
@@ -546,18 +596,25 @@ def publish_snapshot(
     negotiations: int,
     checkpoint: str | None = None,
     trained_from: datetime | None = None,
+    reason: str | None = None,
+    copy_of: int | None = None,
 ) -> None:
     """Add model `version` and make it the one that serves, if the serving version is still
     `expected_serving` (compare-and-swap); Conflict otherwise, or if `version` is taken."""
+    now = datetime.now(UTC)
     session.add(
         ModelSnapshotRow(
             version=version,
-            created_at=datetime.now(UTC),
+            created_at=now,
             source=source,
             checkpoint=checkpoint,
             negotiations=negotiations,
             trained_from=trained_from,
             weights=weights,
+            status="promoted",
+            reason=reason,
+            copy_of=copy_of,
+            promoted_at=now,
         )
     )
     try:
@@ -573,6 +630,11 @@ def publish_snapshot(
         except IntegrityError:
             raise Conflict("a model is serving already") from None
         return
+    swap_serving(version, expected_serving=expected_serving, session=session)
+
+
+def swap_serving(version: int, *, expected_serving: int, session: Session) -> None:
+    """Point the serving counter at `version` if it still names `expected_serving`."""
     swapped = session.execute(
         update(CounterRow)
         .where(CounterRow.name == SERVING_VERSION, CounterRow.value == expected_serving)
@@ -582,8 +644,9 @@ def publish_snapshot(
         raise Conflict("the serving model changed meanwhile")
 
 
-def forget_old_weights(*, session: Session, keep: int) -> None:
-    """Drop the weights of all but the newest `keep` versions (their log rows stay)."""
+def forget_old_weights(*, session: Session, keep: int, protect: Sequence[int] = ()) -> None:
+    """Drop the weights of all but the newest `keep` versions and the `protect`ed ones (the
+    serving, known-good and A/B versions); their log rows stay."""
     newest = session.scalar(select(func.max(ModelSnapshotRow.version)))
     if newest is None:
         return
@@ -597,17 +660,37 @@ def forget_old_weights(*, session: Session, keep: int) -> None:
     if cutoff is not None:
         session.execute(
             update(ModelSnapshotRow)
-            .where(ModelSnapshotRow.version <= cutoff, ModelSnapshotRow.weights.is_not(None))
+            .where(
+                ModelSnapshotRow.version <= cutoff,
+                ModelSnapshotRow.weights.is_not(None),
+                ModelSnapshotRow.version.not_in(list(protect)),
+            )
             .values(weights=None)
         )
 
 
-def model_log(*, session: Session, limit: int) -> list[StoredSnapshot]:
-    """The newest `limit` model versions, newest first, without their weights."""
-    rows = session.scalars(
-        select(ModelSnapshotRow).order_by(ModelSnapshotRow.version.desc()).limit(limit)
-    )
+def model_log(
+    *, session: Session, limit: int, status: str | None = None, source: str | None = None
+) -> list[StoredSnapshot]:
+    """The newest `limit` model versions (of `status` and `source` if given), newest first,
+    without their weights."""
+    query = select(ModelSnapshotRow).options(defer(ModelSnapshotRow.weights))
+    if status is not None:
+        query = query.where(ModelSnapshotRow.status == status)
+    if source is not None:
+        query = query.where(ModelSnapshotRow.source == source)
+    rows = session.scalars(query.order_by(ModelSnapshotRow.version.desc()).limit(limit))
     return [_snapshot(row, with_weights=False) for row in rows]
+
+
+def model_status_counts(*, session: Session) -> dict[tuple[str, str], int]:
+    """How many model versions there are per (source, status)."""
+    rows = session.execute(
+        select(ModelSnapshotRow.source, ModelSnapshotRow.status, func.count()).group_by(
+            ModelSnapshotRow.source, ModelSnapshotRow.status
+        )
+    ).all()
+    return {(str(source), str(status)): int(count) for source, status, count in rows}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -76,6 +77,10 @@ class NegotiationRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     learned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """When the learner took it in (its queue is the finished ones without this)."""
+    ab_test_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The A/B test running when it started (None: no test ran)."""
+    arm: Mapped[str | None] = mapped_column(String(12))
+    """'champion' or 'challenger' within `ab_test_id`, chosen from the negotiation's id."""
 
 
 class TurnRow(Base):
@@ -130,13 +135,43 @@ class ModelSnapshotRow(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     source: Mapped[str] = mapped_column(String(20))
-    """'starter' (the model file at first start), 'training' or 'restore'."""
+    """'starter' (the model file at first start), 'training', 'restore' or 'rollback'."""
     checkpoint: Mapped[str | None] = mapped_column(String(500))
     negotiations: Mapped[int] = mapped_column(Integer)
     """Negotiations the learner had trained on when it published this version."""
     trained_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """End of the oldest negotiation first learned from in this version."""
     weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), server_default="promoted")
+    """'promoted' (it served), 'candidate' (waiting: in an A/B test), or 'rejected'."""
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    """Why it was promoted, rejected or published (a gate verdict, an A/B test, a rollback)."""
+    evaluation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The gate's figures for a candidate."""
+    copy_of: Mapped[int | None] = mapped_column(Integer)
+    """A rollback serves the weights of this earlier version again."""
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ABTestRow(Base):
+    """Champion against challenger on a share of new negotiations, until a verdict."""
+
+    __tablename__ = "ab_tests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    champion_version: Mapped[int] = mapped_column(Integer)
+    challenger_version: Mapped[int] = mapped_column(Integer)
+    split: Mapped[float] = mapped_column(Float)
+    """Share of new negotiations played by the challenger."""
+    status: Mapped[str] = mapped_column(String(20))
+    """'running', then 'promoted' or 'rejected' (the challenger's fate) or 'stopped'."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(20))
+    """'rule' (the stopping rule) or 'operator' (a manual override)."""
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The last look's per-arm figures."""
 
 
 class TrainingPointRow(Base):

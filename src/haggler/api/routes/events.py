@@ -14,10 +14,12 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from haggler.api.deps import Runtime, RuntimeDep
 from haggler.api.schemas import MAX_ID
+from haggler.store import experiments
 from haggler.store import repository as repo
 
 router = APIRouter(prefix="/api", tags=["events"])
@@ -45,6 +47,7 @@ def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[s
             session=session, where=repo.NegotiationFilter(status="finished"), limit=1
         )
         updates = repo.training_history(session=session, limit=1)
+        safety = _safety_state(session)
     update = updates[-1] if updates else None
     service = runtime.service
     return {
@@ -56,7 +59,25 @@ def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[s
         "learner_updates": update.negotiations if update else 0,
         "replay_buffer_size": update.replay_buffer_size if update else 0,
         "last_checkpoint": update.checkpoint if update else None,
+        **safety,
         **({"negotiation": followed} if followed is not None else {}),
+    }
+
+
+def _safety_state(session: Session) -> dict[str, Any]:
+    """What safe learning changes without a negotiation finishing: the serving version in the
+    store, the running A/B test and its last look (the learner records one every few seconds),
+    and the model log (a candidate judged, a test decided, a rollback)."""
+    running = experiments.running_ab_test(session=session)
+    counts = repo.model_status_counts(session=session)
+    return {
+        "serving_version": repo.serving_version(session=session),
+        "ab_test": (
+            {"id": running.id, "look": (running.verdict or {}).get("reason")}
+            if running is not None
+            else None
+        ),
+        "model_versions": sorted(f"{src}/{status}: {n}" for (src, status), n in counts.items()),
     }
 
 

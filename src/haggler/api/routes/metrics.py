@@ -45,6 +45,7 @@ class StoreCollector(Collector):
             history = repo.training_history(session=session, limit=50)
             trained = repo.get_counter(repo.NEGOTIATIONS_LEARNED, session=session)
             changes = repo.model_change_counts(session=session)
+            statuses = repo.model_status_counts(session=session)
         negotiations = CounterMetricFamily(
             "haggler_negotiations",
             "Negotiations by outcome ('open' while in progress) and the version that began them.",
@@ -85,12 +86,30 @@ class StoreCollector(Collector):
         )
         model_changes = CounterMetricFamily(
             "haggler_model_changes",
-            "Model versions published, by source: 'training' (promotions), 'restore' (rollbacks).",
+            "Model versions published to serve, by source: 'training', 'restore', 'rollback'.",
             labels=["source"],
         )
         for source, count in sorted(changes.items()):
             model_changes.add_metric([source], count)
         yield model_changes
+        for name, text, value in (
+            (
+                "haggler_promotions",
+                "Trained versions that went on to serve (every update when PROMOTION=immediate).",
+                statuses.get(("training", "promoted"), 0),
+            ),
+            (
+                "haggler_candidates_rejected",
+                "Candidates turned away by the gate or an A/B test.",
+                sum(n for (_, status), n in statuses.items() if status == "rejected"),
+            ),
+            (
+                "haggler_rollbacks",
+                "Automatic rollbacks to the last known good version.",
+                changes.get("rollback", 0),
+            ),
+        ):
+            yield CounterMetricFamily(name, text, value=value)
 
 
 @router.get(

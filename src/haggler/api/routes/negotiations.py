@@ -17,6 +17,7 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from sqlalchemy.orm import Session
 
+from haggler import ab_testing
 from haggler.api.deps import RuntimeDep, SessionDep, TokenDep, hash_token
 from haggler.api.routes.catalogue import product_out
 from haggler.api.schemas import (
@@ -46,6 +47,7 @@ from haggler.negotiation import (
 )
 from haggler.sellers import make_seller
 from haggler.service import NegotiationService
+from haggler.store import experiments
 from haggler.store import repository as repo
 
 router = APIRouter(prefix="/api/negotiations", tags=["negotiations"])
@@ -121,6 +123,7 @@ def _turn(
     state: NegotiationState,
     seller_action: Action | None,
     *,
+    version: int,
     session: Session,
 ) -> NegotiationState:
     """The seller's move (if any), then the agent's answer while the negotiation goes on, stored
@@ -132,7 +135,7 @@ def _turn(
         answered = (state.buyer_moves, step_reward(after))
     decision = None
     if not after.is_over:
-        logged = service.decide(after)
+        logged = service.decide(after, service.snapshot_for(version))
         moved = apply_move(after, Party.BUYER, to_action(after, logged.move))
         decision = dataclasses.replace(logged, reward=step_reward(moved) if moved.is_over else None)
         after = moved
@@ -146,6 +149,23 @@ def _turn(
         reward=episode_return(after) if after.is_over else None,
     )
     return after
+
+
+def _choose_arm(
+    service: NegotiationService, negotiation_id: int, version: int, *, session: Session
+) -> int:
+    """While an A/B test runs, the negotiation's id decides which model plays it (recorded with
+    it); return the version that plays."""
+    test, challenger = service.ab_test, service.challenger
+    if test is None or challenger is None:
+        return version
+    test_id, split = test
+    arm = ab_testing.assign_arm(negotiation_id, test_id, split)
+    played = challenger.version if arm == "challenger" else version
+    experiments.assign_arm(
+        negotiation_id, ab_test_id=test_id, arm=arm, model_version=played, session=session
+    )
+    return played
 
 
 @router.post(
@@ -192,7 +212,8 @@ async def start(
             model_version=version,
             created_at=created_at,
         )
-        state = _turn(service, negotiation_id, state, None, session=session)
+        version = _choose_arm(service, negotiation_id, version, session=session)
+        state = _turn(service, negotiation_id, state, None, version=version, session=session)
         session.commit()
         stored = repo.StoredNegotiation(
             negotiation_id, product, seller, state, version, None, created_at, None, ()
@@ -216,9 +237,12 @@ async def start(
         model_version=version,
         created_at=created_at,
     )
-    state = _turn(service, negotiation_id, state, None, session=session)
+    version = _choose_arm(service, negotiation_id, version, session=session)
+    state = _turn(service, negotiation_id, state, None, version=version, session=session)
     while not state.is_over:
-        state = _turn(service, negotiation_id, state, persona.respond(state), session=session)
+        state = _turn(
+            service, negotiation_id, state, persona.respond(state), version=version, session=session
+        )
     session.commit()
     return negotiation_out(repo.get_negotiation(negotiation_id, session=session))
 
@@ -247,7 +271,14 @@ async def seller_move(
         _check_seller(stored, token)
         action = _seller_action(body)
         try:
-            state = _turn(runtime.service, negotiation_id, stored.state, action, session=session)
+            state = _turn(
+                runtime.service,
+                negotiation_id,
+                stored.state,
+                action,
+                version=stored.model_version,
+                session=session,
+            )
             session.commit()
             break
         except repo.Conflict as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
@@ -101,9 +101,15 @@ async def training_history(
 
 @router.get("/models", summary="The log of model changes, newest first")
 async def models(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    status_: Annotated[
+        Literal["promoted", "candidate", "rejected"] | None, Query(alias="status")
+    ] = None,
+    source: Literal["starter", "training", "restore", "rollback"] | None = None,
 ) -> list[ModelVersionOut]:
-    return [ModelVersionOut.model_validate(m) for m in repo.model_log(session=session, limit=limit)]
+    found = repo.model_log(session=session, limit=limit, status=status_, source=source)
+    return [ModelVersionOut.model_validate(m) for m in found]
 
 
 @router.get("/metrics/negotiations", summary="Finished negotiations as a series, oldest first")

@@ -1,0 +1,181 @@
+"""Safe online learning for the operator: the state of the guards, candidates judged on demand,
+A/B tests (list, start, promote or reject by hand)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from starlette.concurrency import run_in_threadpool
+
+from haggler import model_versions, promotion, safety
+from haggler.agent import ModelFileError, PolicySnapshot
+from haggler.api.deps import OperatorDep, Runtime, RuntimeDep, SessionDep
+from haggler.api.routes.operations import AUTH
+from haggler.api.schemas import (
+    MAX_ID,
+    ABDecisionIn,
+    ABTestIn,
+    ABTestOut,
+    CandidateEvaluationOut,
+    ModelVersionOut,
+    SafetyOut,
+)
+from haggler.store import experiments
+from haggler.store import repository as repo
+
+router = APIRouter(prefix="/api", tags=["safe learning"])
+
+TestId = Annotated[int, Path(ge=1, le=MAX_ID, description="The A/B test's id.")]
+Version = Annotated[int, Path(ge=1, le=MAX_ID, description="A model version.")]
+
+
+@router.get("/safety", summary="Promotion mode, the known good version, A/B test and rollbacks")
+async def safety_status(runtime: RuntimeDep, session: SessionDep) -> SafetyOut:
+    settings = runtime.settings
+    counts = repo.model_status_counts(session=session)
+    rollbacks = repo.model_log(session=session, limit=1, source="rollback")
+    running = experiments.running_ab_test(session=session)
+    return SafetyOut(
+        promotion=settings.promotion,
+        exploration=settings.exploration,
+        ab_split=settings.ab_split,
+        auto_rollback=settings.auto_rollback,
+        serving_version=repo.serving_version(session=session),
+        known_good_version=experiments.monitor_mark(session=session).known_good,
+        running_test=ABTestOut.model_validate(running) if running else None,
+        promotions=counts.get(("training", "promoted"), 0),
+        rejections=sum(n for (_, st), n in counts.items() if st == "rejected"),
+        rollbacks=sum(n for (src, _), n in counts.items() if src == "rollback"),
+        last_rollback=ModelVersionOut.model_validate(rollbacks[0]) if rollbacks else None,
+    )
+
+
+@router.get("/ab-tests", summary="A/B tests, newest first")
+async def ab_tests(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 20
+) -> list[ABTestOut]:
+    return [ABTestOut.model_validate(t) for t in experiments.ab_tests(session=session, limit=limit)]
+
+
+@router.get(
+    "/ab-tests/{test_id}",
+    summary="One A/B test with its last per-arm figures",
+    responses={404: {"description": "No such A/B test."}},
+)
+async def ab_test(test_id: TestId, session: SessionDep) -> ABTestOut:
+    try:
+        return ABTestOut.model_validate(experiments.get_ab_test(test_id, session=session))
+    except repo.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+
+
+@router.post(
+    "/ab-tests",
+    status_code=status.HTTP_201_CREATED,
+    summary="Start an A/B test of a stored model version against the serving one",
+    responses={
+        **AUTH,
+        404: {"description": "No such model version, or its weights are gone."},
+        409: {"description": "A test runs already, or the version is the one serving."},
+    },
+)
+async def start_ab_test(body: ABTestIn, session: SessionDep, _operator: OperatorDep) -> ABTestOut:
+    serving = repo.serving_version(session=session)
+    try:
+        challenger = repo.get_snapshot(body.challenger_version, session=session)
+    except repo.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    if challenger.weights is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"model version {challenger.version} has no weights left in the store",
+        )
+    if serving is None or challenger.version == serving:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"model version {challenger.version} is the one serving"
+        )
+    try:
+        test = experiments.start_ab_test(serving, challenger.version, body.split, session=session)
+        if challenger.status == "rejected":
+            experiments.set_status(
+                challenger.version, "candidate", f"in A/B test {test.id}", session=session
+            )
+        session.commit()
+    except repo.Conflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    return ABTestOut.model_validate(test)
+
+
+@router.post(
+    "/ab-tests/{test_id}/decision",
+    summary="Decide a running A/B test by hand: promote the challenger or reject it",
+    responses={
+        **AUTH,
+        404: {"description": "No such A/B test."},
+        409: {"description": "The test is not running, or the serving model changed."},
+    },
+)
+async def decide_ab_test(
+    test_id: TestId, body: ABDecisionIn, runtime: RuntimeDep, _operator: OperatorDep
+) -> ABTestOut:
+    try:
+        ended = safety.decide_ab_test(
+            runtime.sessions, test_id, body.decision, decided_by="operator", reason=body.reason
+        )
+    except repo.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except repo.Conflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    return ABTestOut.model_validate(ended)
+
+
+@router.post(
+    "/models/{version}/evaluate",
+    summary="Judge a stored model version as the gate would, against the serving one",
+    description=(
+        "Off-policy estimates on the newest logged negotiations (per-decision weighted "
+        "importance sampling and doubly robust, with bootstrap intervals and effective sample "
+        "sizes) and both models on the fixed held-out suite of simulated sellers. Takes a "
+        "second or two; changes nothing."
+    ),
+    responses={**AUTH, 404: {"description": "No such model version, or its weights are gone."}},
+)
+async def evaluate_version(
+    version: Version, runtime: RuntimeDep, _operator: OperatorDep
+) -> CandidateEvaluationOut:
+    try:
+        candidate, champion, logged = _evaluation_inputs(runtime, version)
+    except (repo.NotFound, ModelFileError) as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    # Off the event loop: the moves of other negotiations go on being answered meanwhile.
+    decision = await run_in_threadpool(
+        promotion.judge,
+        candidate,
+        champion,
+        logged,
+        safety.gate_config(runtime.settings),
+        rng=np.random.default_rng(version),
+    )
+    return CandidateEvaluationOut(
+        version=candidate.version,
+        champion_version=champion.version,
+        passed=decision.passed,
+        reason=decision.reason,
+        figures=decision.figures,
+    )
+
+
+def _evaluation_inputs(
+    runtime: Runtime, version: int
+) -> tuple[PolicySnapshot, PolicySnapshot, list[Any]]:
+    with runtime.sessions() as session:
+        stored = repo.get_snapshot(version, session=session)
+        if stored.weights is None:
+            raise repo.NotFound(f"model version {version} has no weights left in the store")
+        champion = model_versions.serving_snapshot(session)
+        if champion is None:
+            raise repo.NotFound("no model serves yet")
+        logged = experiments.logged_episodes(session=session, limit=safety.LOGGED_EPISODES)
+    return PolicySnapshot.from_bytes(stored.weights, version), champion, logged

@@ -1,0 +1,101 @@
+"""The safe-learning endpoints: status, A/B tests started and decided by the operator, candidates
+judged on demand; every bad input gets a 4xx with a message and changes nothing."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from test_api_operations import OPERATOR, play, wait_for
+
+
+def test_the_status_names_the_modes_and_the_serving_version(client: TestClient) -> None:
+    status = client.get("/api/safety").json()
+    assert status["promotion"] == "immediate"
+    assert status["exploration"] == "epsilon"
+    assert status["serving_version"] == 1
+    assert status["running_test"] is None
+    assert status["rollbacks"] == 0
+    assert client.get("/api/ab-tests").json() == []
+
+
+def test_bad_a_b_requests_get_a_message_and_start_nothing(client: TestClient) -> None:
+    assert client.post(
+        "/api/ab-tests", json={"challenger_version": 1, "split": 0.2}
+    ).status_code == (401)
+    wrong = {"Authorization": "Bearer nope"}
+    assert (
+        client.post(
+            "/api/ab-tests", json={"challenger_version": 1, "split": 0.2}, headers=wrong
+        ).status_code
+        == 403
+    )
+    for split in (0, 1, -0.5, "half", None):
+        answer = client.post(
+            "/api/ab-tests", json={"challenger_version": 1, "split": split}, headers=OPERATOR
+        )
+        assert answer.status_code == 422, split
+    unknown = client.post(
+        "/api/ab-tests", json={"challenger_version": 99, "split": 0.2}, headers=OPERATOR
+    )
+    assert unknown.status_code == 404
+    assert "no model version 99" in unknown.json()["detail"]
+    serving = client.post(
+        "/api/ab-tests", json={"challenger_version": 1, "split": 0.2}, headers=OPERATOR
+    )
+    assert serving.status_code == 409
+    assert "serving" in serving.json()["detail"]
+    assert client.get("/api/ab-tests/7").status_code == 404
+    decision = client.post(
+        "/api/ab-tests/7/decision", json={"decision": "promote"}, headers=OPERATOR
+    )
+    assert decision.status_code == 404
+    bad = client.post("/api/ab-tests/7/decision", json={"decision": "maybe"}, headers=OPERATOR)
+    assert bad.status_code == 422
+    assert client.get("/api/ab-tests").json() == []
+
+
+def test_an_operator_starts_a_test_and_rejects_the_challenger(client: TestClient) -> None:
+    client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+    play(client, 4)  # the learner (a thread here) publishes newer versions
+    wait_for(lambda: client.get("/api/training").json()["negotiations_trained"] == 4)
+    client.put("/api/training", json={"enabled": False}, headers=OPERATOR)
+    serving = client.get("/api/safety").json()["serving_version"]
+    assert serving > 1
+    started = client.post(
+        "/api/ab-tests", json={"challenger_version": 1, "split": 0.3}, headers=OPERATOR
+    )
+    assert started.status_code == 201, started.text
+    test = started.json()
+    assert (test["champion_version"], test["challenger_version"], test["status"]) == (
+        serving,
+        1,
+        "running",
+    )
+    second = client.post(
+        "/api/ab-tests", json={"challenger_version": 1, "split": 0.3}, headers=OPERATOR
+    )
+    assert second.status_code == 409
+    rejected = client.post(
+        f"/api/ab-tests/{test['id']}/decision",
+        json={"decision": "reject", "reason": "the older model"},
+        headers=OPERATOR,
+    )
+    assert rejected.status_code == 200
+    assert rejected.json()["status"] == "rejected"
+    assert rejected.json()["reason"] == "the older model"
+    assert client.get("/api/safety").json()["serving_version"] == serving
+
+
+def test_a_stored_version_is_judged_on_demand_without_changing_anything(
+    client: TestClient,
+) -> None:
+    play(client, 10)
+    assert client.post("/api/models/1/evaluate").status_code == 401
+    assert client.post("/api/models/99/evaluate", headers=OPERATOR).status_code == 404
+    judged = client.post("/api/models/1/evaluate", headers=OPERATOR)
+    assert judged.status_code == 200, judged.text
+    body = judged.json()
+    assert body["version"] == body["champion_version"] == 1
+    assert body["passed"] is True  # a model is as good as itself
+    assert body["figures"]
+    assert client.get("/api/safety").json()["serving_version"] == 1
