@@ -640,6 +640,103 @@ def bench_latency(model_path: Path | None, calls: int) -> None:
         click.echo(f"  {name:20s} median {median:6.1f} µs   p99 {p99:6.1f} µs")
 
 
+@cli.command("bench-ope")
+@click.option("--trials", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option(
+    "--episodes",
+    type=click.IntRange(min=2),
+    default=500,
+    show_default=True,
+    help="Logged negotiations per trial.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def bench_ope(trials: int, episodes: int, seed: int, as_json: bool) -> None:
+    """Are the off-policy estimates honest? Log negotiations of a known policy exploring, estimate
+    a second known policy's reward (PDWIS and doubly robust, bootstrap 95% intervals), and count
+    how often the interval covers that policy's true value, played on-policy."""
+    from haggler.off_policy import format_honesty, honesty_trials
+
+    report = honesty_trials(trials, episodes, seed)
+    click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_honesty(report))
+
+
+def _outcome_pool(model: Path | None, episodes: int, seed: int) -> tuple[str, list[Any]]:
+    """Outcomes of the model (greedy) on a held-out suite: what the A/B and rollback
+    simulations draw from."""
+    from haggler.ab_testing import outcomes_of
+    from haggler.agent import AgentBuyer
+    from haggler.scenarios import scenario_suite
+    from haggler.training import EVALUATION_STREAM
+
+    path = model or _settings().model_path
+    agent = _load_agent(path)
+    suite = scenario_suite(episodes, EVALUATION_STREAM * 1_000 + seed, TRAINING_STRATEGIES)
+    return str(path), outcomes_of(AgentBuyer(agent), suite)
+
+
+@cli.command("bench-ab")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The model both arms play [default: MODEL_PATH].",
+)
+@click.option("--trials", type=click.IntRange(min=1), default=1_000, show_default=True)
+@click.option(
+    "--split",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.5,
+    show_default=True,
+)
+@click.option(
+    "--pool",
+    type=click.IntRange(min=100),
+    default=3_000,
+    show_default=True,
+    help="Negotiations played to make the pool of outcomes.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def bench_ab(model: Path | None, trials: int, split: float, pool: int, seed: int) -> None:
+    """The A/B stopping rule in simulation: the false-promotion rate of A/A tests (both arms the
+    same model) and how often and fast a better challenger is promoted."""
+    import numpy as np
+
+    from haggler.ab_testing import StoppingRule, aa_simulation, format_ab_simulation
+
+    name, outcomes = _outcome_pool(model, pool, seed)
+    click.echo(f"Outcome pool: {len(outcomes)} negotiations of {name} (greedy).")
+    report = aa_simulation(outcomes, trials, StoppingRule(), split, rng=np.random.default_rng(seed))
+    click.echo(format_ab_simulation(report))
+
+
+@cli.command("bench-rollback")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The model whose outcomes are drawn [default: MODEL_PATH].",
+)
+@click.option("--trials", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--pool", type=click.IntRange(min=100), default=3_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def bench_rollback(model: Path | None, trials: int, pool: int, seed: int) -> None:
+    """The rollback monitor in simulation: false alarms on an unchanged model checked after every
+    negotiation, and how fast a fall in reward or deal rate is caught."""
+    import numpy as np
+
+    from haggler.rollback import MonitorConfig, detection_simulation, format_detection
+
+    name, outcomes = _outcome_pool(model, pool, seed)
+    click.echo(f"Outcome pool: {len(outcomes)} negotiations of {name} (greedy).")
+    report = detection_simulation(
+        outcomes, MonitorConfig(), rng=np.random.default_rng(seed), trials=trials
+    )
+    click.echo(format_detection(report))
+
+
 @cli.group()
 def checkpoints() -> None:
     """List checkpoints or restore one as the main model."""
