@@ -55,7 +55,11 @@ def arm_outcome(outcome: experiments.FinishedOutcome) -> ab_testing.ArmOutcome:
     if deal and outcome.deal_price is not None:
         savings = 100.0 * (outcome.list_price - outcome.deal_price) / outcome.list_price
     surplus = None
-    if outcome.seller_kind == "simulated" and outcome.seller_strategy and outcome.seller_seed:
+    if (
+        outcome.seller_kind == "simulated"
+        and outcome.seller_strategy is not None
+        and outcome.seller_seed is not None
+    ):
         try:
             seller = make_seller(
                 outcome.seller_strategy,

@@ -84,8 +84,12 @@ def running_test(server: Server) -> dict[str, Any]:
 
 
 def rejected_version(server: Server) -> int:
-    """A version the operator rejected in an A/B test (decided through the API)."""
+    """A version the operator rejected in an A/B test (decided through the API), with logged
+    negotiations for the gate's off-policy estimates."""
     test = api(server, "GET", "/api/safety")["running_test"] or start_test(server)
+    if api(server, "GET", "/api/negotiations?limit=1")["total"] < 4:
+        for seed in range(4):
+            simulated(server, seed, "tit_for_tat")
     body = {"decision": "reject", "reason": "not enough deals"}
     api(server, "POST", f"/api/ab-tests/{test['id']}/decision", json=body, headers=AUTH)
     return int(test["challenger_version"])

@@ -153,6 +153,8 @@ async def _follow_store(runtime: Runtime) -> None:
                     and (
                         service.challenger is None
                         or service.challenger.version != test.challenger_version
+                        or service.ab_test is None
+                        or service.ab_test[0] != test.id
                     )
                     else None
                 )

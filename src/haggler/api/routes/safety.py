@@ -128,6 +128,11 @@ async def decide_ab_test(
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     except repo.Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    if ended.status == "promoted":  # this process at once; the others within a poll
+        with runtime.sessions() as session:
+            promoted = model_versions.serving_snapshot(session)
+        if promoted is not None:
+            runtime.service.agent.serve(promoted)
     return ABTestOut.model_validate(ended)
 
 

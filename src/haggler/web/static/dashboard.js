@@ -407,12 +407,14 @@ function checksTable(checks) {
 function loggedTable(logged) {
   const rows = [];
   const add = (who, e) => rows.push([`${who}, ${METHODS[e.method] ?? label(e.method)}`, estimateText(e.value), count(e.effective_sample_size), count(e.episodes)]);
+  const name = (key) => (key === "behaviour" ? "Logged behaviour" : label(key).replace(/^./, (c) => c.toUpperCase()));
   for (const [key, value] of Object.entries(logged)) {
     if (!isObject(value)) continue;
-    const who = key === "behaviour" ? "Logged behaviour" : label(key).replace(/^./, (c) => c.toUpperCase());
-    if ("method" in value) add(who, value);
-    else if ("mean" in value) rows.push([`${who} (candidate − champion)`, estimateText(value), "", ""]);
-    else for (const inner of Object.values(value)) if (isObject(inner) && "method" in inner) add(who, inner);
+    if ("method" in value) add(name(key), value);
+    else if ("mean" in value) rows.push([`${name(key)} (candidate − champion)`, estimateText(value), "", ""]);
+    else { // grouped by method ({"pdwis": {"candidate": ..., "champion": ...}})
+      for (const [inner, e] of Object.entries(value)) if (isObject(e) && "method" in e) add(name(inner), e);
+    }
   }
   return table("evaluation-logged", ["Reward per negotiation, from the logs", "Estimate (95% interval)", "Effective sample size", "Negotiations"], rows);
 }
