@@ -21,6 +21,7 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
+from haggler.promotion import GateConfig
 from haggler.sellers import (
     ALL_STRATEGIES,
     HELD_OUT_STRATEGIES,
@@ -163,10 +164,8 @@ def test_the_gate_rejects_a_poisoned_candidate_and_the_served_version_stays(
     assert online.champion is served and online.rejections == 1 and online.promotions == 0
 
 
-def _small_gate() -> object:
-    from haggler.promotion import GateConfig
-
-    return GateConfig()
+def _small_gate() -> GateConfig:
+    return GateConfig(suite_episodes=120, resamples=200, min_effective_sample_size=5.0)
 
 
 # -- the benchmarks' reports and files ----------------------------------------------------------
@@ -203,7 +202,7 @@ def test_poisoning_benchmark_reports_both_modes_and_the_paired_test(tmp_path: Pa
         pretrain_env_steps=3_000,
         held_out_size=80,
         dqn=TINY,
-        gate=_small_gate(),  # type: ignore[arg-type]
+        gate=_small_gate(),
         save_interval=5,
         cache_dir=tmp_path / "cache",
         json_path=tmp_path / "poisoning.json",
