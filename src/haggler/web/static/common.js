@@ -99,6 +99,9 @@ export const OUTCOMES = {
   deadline: "No deal by the deadline",
 };
 
+// Where a model version came from, in words (the dashboard's model log and candidates).
+export const MODEL_SOURCES = { starter: "starter model", training: "online training", restore: "restored", rollback: "rollback" };
+
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs)) {
