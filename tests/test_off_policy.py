@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,12 +18,11 @@ from haggler.negotiation import episode_return
 from haggler.off_policy import (
     LoggedEpisode,
     OffPolicyEstimate,
+    TrajectoryWeights,
     bootstrap_interval,
     compare_offline,
     effective_sample_size,
     evaluate_offline,
-    format_honesty,
-    honesty_trials,
     off_policy_estimate,
     on_policy_estimate,
     pad,
@@ -31,6 +31,7 @@ from haggler.off_policy import (
     trajectory_weights,
     wdr,
 )
+from haggler.ope_honesty import format_honesty, honesty_trials
 from haggler.scenarios import play, scenario_suite
 from haggler.sellers import TRAINING_STRATEGIES
 from haggler.training import PretrainConfig, pretrain
@@ -72,7 +73,10 @@ TWO_STEP = [
 ]
 
 
-def point(estimator, weights) -> float:  # type: ignore[no-untyped-def]
+def point(
+    estimator: Callable[[TrajectoryWeights, np.ndarray], np.ndarray], weights: TrajectoryWeights
+) -> float:
+    """The estimate on the logs themselves: one resample that holds every episode once."""
     return float(estimator(weights, np.ones((1, len(weights.rewards))))[0])
 
 
@@ -216,9 +220,7 @@ def replaced(**fields: object) -> LoggedEpisode:
         ),
     ],
 )
-def test_bad_input_is_refused_with_a_clear_message(
-    logs: list[LoggedEpisode], message: str
-) -> None:
+def test_bad_input_is_refused_with_a_clear_message(logs: list[LoggedEpisode], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         evaluate_offline(logs, constant_policy(HOLD), rng=np.random.default_rng(0))
 
@@ -241,8 +243,9 @@ def test_exploring_logging_draws_moves_with_their_logged_propensities() -> None:
     logs, _ = play_logged(suite, snapshot, exploration, rng=np.random.default_rng(3))
     first = np.array([e.moves[0] for e in logs])  # (N,)
     for e in logs:
-        probabilities = move_probabilities(snapshot.q_values(e.observations), e.action_masks,
-                                           exploration)
+        probabilities = move_probabilities(
+            snapshot.q_values(e.observations), e.action_masks, exploration
+        )
         assert np.allclose(e.propensities, probabilities[np.arange(len(e)), e.moves])
     # HOLD is greedy: 0.5 + 0.5 / (legal moves) at the first step, where accepting is legal or not.
     expected = np.mean([0.5 + 0.5 / e.action_masks[0].sum() for e in logs])
@@ -260,21 +263,24 @@ def pretrained() -> PolicySnapshot:
 
 
 def test_intervals_cover_the_true_value_of_another_policy(pretrained: PolicySnapshot) -> None:
-    """The honesty target: the greedy policy's value, estimated from its epsilon-greedy logs,
-    lies within the 95% interval in at least 90% of the trials."""
+    """The honesty target: the greedy policy's value, estimated from logs of the same network
+    exploring (safe, 30%), lies within the 95% interval in at least 90% of the trials.
+
+    40 trials of 250 negotiations: ~15 s. At 200 trials the coverage measured 0.95-0.96 (see
+    `honesty_trials`); 30 trials of 300 with 500 resamples fell to 26/30 for one seed in two."""
     report = honesty_trials(
-        30,
-        300,
-        seed=2,
+        40,
+        250,
+        seed=0,
         behaviour=pretrained,
-        target=pretrained,
         behaviour_exploration=Exploration("safe", 0.3),
         target_exploration=GREEDY,
-        truth_episodes=4_000,
-        resamples=500,
+        truth_episodes=8_000,
     )
     text = format_honesty(report)
+    assert "version" in text and "greedy" in text
     for name in ("pdwis", "wdr"):
         assert report.methods[name].coverage.mean >= 0.9, text
-        assert report.methods[name].mean_effective_sample_size > 10, text
+        assert report.methods[name].undefined == 0, text
+        assert report.methods[name].mean_effective_sample_size > 20, text
     json.dumps(report.as_dict(), allow_nan=False)

@@ -650,14 +650,50 @@ def bench_latency(model_path: Path | None, calls: int) -> None:
     help="Logged negotiations per trial.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--target",
+    type=click.Choice(["greedy", "candidate"]),
+    default="greedy",
+    show_default=True,
+    help="The policy estimated: the logging network played greedily, or a candidate trained "
+    "50 gradient steps further (the gate's case, and the harder one).",
+)
+@click.option(
+    "--logging",
+    "logging_mode",
+    type=click.Choice(["safe", "epsilon"]),
+    default="safe",
+    show_default=True,
+    help="How the logging policy explores.",
+)
+@click.option("--logging-epsilon", type=click.FloatRange(0.01, 1.0), default=0.3, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def bench_ope(trials: int, episodes: int, seed: int, as_json: bool) -> None:
+def bench_ope(
+    trials: int,
+    episodes: int,
+    seed: int,
+    target: str,
+    logging_mode: str,
+    logging_epsilon: float,
+    as_json: bool,
+) -> None:
     """Are the off-policy estimates honest? Log negotiations of a known policy exploring, estimate
     a second known policy's reward (PDWIS and doubly robust, bootstrap 95% intervals), and count
     how often the interval covers that policy's true value, played on-policy."""
-    from haggler.off_policy import format_honesty, honesty_trials
+    from haggler.exploration import Exploration
+    from haggler.ope_honesty import format_honesty, honesty_trials, reference_policies
 
-    report = honesty_trials(trials, episodes, seed)
+    champion, candidate = reference_policies(seed)
+    report = honesty_trials(
+        trials,
+        episodes,
+        seed,
+        behaviour=champion,
+        target=candidate if target == "candidate" else champion,
+        behaviour_exploration=Exploration(
+            "safe" if logging_mode == "safe" else "epsilon", logging_epsilon
+        ),
+    )
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_honesty(report))
 
 

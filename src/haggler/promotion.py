@@ -17,7 +17,9 @@ same scenarios, the very same logged negotiations) cancels out of the difference
   candidate. With an effective sample size below `min_effective_sample_size` (or no logs) the
   check is inconclusive and does not decide.
 
-The candidate passes when no check fails and at least one was conclusive.
+The candidate passes when no check fails and at least one was conclusive. A judgement with the
+defaults (400 scenarios, 500 logged negotiations, 2,000 resamples) took 0.7 s for 32x32 networks
+and 1.2-1.5 s for the default 128x128 on two shared, busy cores; playing the suite is most of it.
 """
 
 from __future__ import annotations
@@ -244,12 +246,14 @@ def _logged_check(
         "reward_difference": difference.as_dict(),
         "effective_sample_size": ess,
     }
-    if ess < config.min_effective_sample_size or math.isnan(difference.ci_low):
+    status: Status = "inconclusive"
+    if ess < config.min_effective_sample_size:
         note = (
             f"effective sample size {ess:.1f} of {len(logged)} logged negotiations, "
             f"below {config.min_effective_sample_size:g}"
         )
-        status: Status = "inconclusive"
+    elif math.isnan(difference.ci_low):
+        note = "no interval: too many resamples hold no negotiation both models could have played"
     else:
         note = f"WDR on {len(logged)} logged negotiations, effective sample size {ess:.1f}"
         status = "passed" if difference.ci_low >= threshold else "failed"
