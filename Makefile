@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup run test lint bench bench-latency bench-agent bench-service clean
+.PHONY: setup run test lint bench bench-latency bench-agent bench-service bench-safety clean
 
 setup: $(VENV)/.installed
 
@@ -50,6 +50,17 @@ bench-agent: setup
 	done
 	$(BIN)/haggler evaluate --episodes $(BENCH_EPISODES) \
 		--model $(BENCH_DIR)/seed0.pth --model $(BENCH_DIR)/seed1.pth --model $(BENCH_DIR)/seed2.pth
+
+# Safe online learning: the seller-shift and poisoning benchmarks (3 seeds each; pretrained models
+# are cached in models/bench/safety; ~25 minutes with cached models, an hour more without), then
+# the off-policy honesty, A/A stopping-rule and rollback-monitor simulations.
+bench-safety: setup
+	$(BIN)/haggler train --if-missing
+	$(BIN)/haggler bench-safety shift --jobs 2
+	$(BIN)/haggler bench-safety poisoning --jobs 2
+	$(BIN)/haggler bench-ope --target candidate
+	$(BIN)/haggler bench-ab
+	$(BIN)/haggler bench-rollback
 
 clean:
 	rm -rf $(VENV)

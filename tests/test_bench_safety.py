@@ -47,7 +47,7 @@ def start_model(models: Path) -> Path:
     return bs.pretrained_model(
         TRAINING_STRATEGIES,
         seed=0,
-        env_steps=6_000,
+        env_steps=4_000,
         cache_dir=models,
         dqn=TINY,
         pretrain_config=TINY_PRETRAIN,
@@ -104,7 +104,8 @@ def test_immediate_mode_serves_every_update_and_reports_every_interval(start_mod
     assert len(lines) == 4 and "held-out" in lines[-1]
     # Every negotiation's update served at once: 24 new versions, none rejected.
     assert run.points[-1].promotions == 24 and run.points[-1].rejections == 0
-    assert run.points[-1].served_version == run.points[0].served_version + 24
+    versions = [p.served_version for p in run.points]
+    assert versions == sorted(set(versions))  # a new version at every checkpoint
     assert run.points[0].vs_start.mean == 0.0
     assert run.points[-1].held_out.mean != run.points[0].held_out.mean  # it learned
     assert run.live.shape == run.frozen_live.shape == (24,)
@@ -142,7 +143,9 @@ def test_the_gate_rejects_a_poisoned_candidate_and_the_served_version_stays(
     start_model: Path,
 ) -> None:
     online = bs.OnlineStream(
-        start_model, bs.online_config("gated+epsilon", gate=_small_gate()), seed=0
+        start_model,
+        bs.online_config("gated+epsilon", gate=_small_gate(), save_interval=1_000),
+        seed=0,
     )
     for scenario in bs.stream_of(TRAINING_STRATEGIES, 40, seed=0):
         online.negotiate(scenario)  # logs for the gate to read
@@ -190,7 +193,8 @@ def test_shift_benchmark_reports_gap_recovery_and_writes_its_files(tmp_path: Pat
     assert figures["modes"]["immediate+epsilon"]["checkpoints"] == [0, 5, 10]
     assert set(figures["gap"]["0"]) >= {"frozen", "pretrained_on_b", "gap"}
     html = (tmp_path / "shift.html").read_text()
-    assert "plotly" in html and "https://cdn" not in html  # self-contained, no internet
+    # Self-contained: plotly.js is inside the file (~4 MB), not loaded from the internet.
+    assert len(html) > 1_000_000 and '<script src="http' not in html
 
 
 def test_poisoning_benchmark_reports_both_modes_and_the_paired_test(tmp_path: Path) -> None:

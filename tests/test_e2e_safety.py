@@ -50,6 +50,7 @@ def test_gated_learning_judges_each_checkpoint_and_ab_tests_split_by_id(
         "PROMOTION": "gated",
         "EXPLORATION": "safe",
         "SAVE_INTERVAL": "5",
+        "GATE_INTERVAL": "5",
         "OPERATOR_TOKEN": "op",
     }
     server = Server(env, tmp_path)

@@ -2,4 +2,5 @@
 
 from haggler.cli import main
 
-main()
+if __name__ == "__main__":  # a benchmark's worker processes import this module too (spawn)
+    main()

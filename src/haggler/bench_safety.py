@@ -16,8 +16,15 @@ learner's snapshot is a candidate every `save_interval` negotiations and serves 
   held-out suite is watched in both promotion modes.
 
 Scenario streams are distinct: pretraining uses `training.TRAINING_STREAM`, the measurement sets
-`training.EVALUATION_STREAM`, the online stream, the gate's own suite and exploration their own.
+`training.EVALUATION_STREAM`, the online stream, the gate's bootstrap and exploration their own.
 Pretrained models are cached under `cache_dir`, keyed by everything that shapes them.
+
+Measured here (3 stream seeds from one pretrained pair, 400k env steps each): the gap is 0.149;
+immediate promotion dips up to 0.22 below the frozen agent before it recovers 89% by 2,000
+negotiations; gated promotion never serves below it and recovers 98% (epsilon or safe), with live
+surplus +0.024 (epsilon) and +0.074 (safe) a negotiation above the frozen agent's. With the
+poisoning stream, immediate promotion loses 0.25 held-out surplus within 100 negotiations; the
+gate rejects every candidate and the served model does not move.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -44,12 +51,10 @@ from haggler.exploration import GREEDY, Exploration
 from haggler.features import legal_moves, observe
 from haggler.negotiation import NegotiationState
 from haggler.off_policy import LoggedEpisode, play_logged
+from haggler.promotion import GateConfig, judge
 from haggler.scenarios import Played, Scenario, draw_scenario
 from haggler.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
 from haggler.training import EVALUATION_STREAM, PretrainConfig, pretrain, scenario_rng
-
-if TYPE_CHECKING:
-    from haggler.promotion import GateConfig
 
 ONLINE_STREAM = 2
 """Scenario stream of the online negotiations (training's are 0, evaluation's 1)."""
@@ -75,6 +80,27 @@ POPULATION_B: tuple[str, ...] = (
 )
 """After the shift: sellers that concede only as the buyer does (and one on a deadline too)."""
 POISONERS: tuple[str, ...] = ("take_it_or_leave_it",)
+BENCH_SAVE_INTERVAL = 50
+"""Negotiations between candidates in the benchmarks: a judgement (two models on a 300-scenario
+suite, a bootstrap on 500 logged negotiations) took ~6 s on this shared machine, so every 10 (the
+service's SAVE_INTERVAL) would cost half an hour per 3,000 negotiations."""
+
+
+def shift_gate(population: Sequence[str]) -> GateConfig:
+    """The gate of the shift benchmark: its simulated suite is drawn from the population now
+    served. (On the standard suite an agent fully adapted to B is 0.044 surplus and 13 deal-rate
+    points worse than the frozen A agent, so no adapted candidate could ever pass.)"""
+    return GateConfig(
+        strategies=tuple(population),
+        suite_episodes=300,
+        resamples=500,
+        max_deal_rate_drop=0.05,
+    )
+
+
+POISONING_GATE = GateConfig(suite_episodes=300, resamples=500)
+"""The gate of the poisoning benchmark: the standard suite, smaller for speed."""
+
 PRETRAIN = PretrainConfig(seconds=None, gradient_steps_per_batch=2)
 """Pretraining for the benchmarks: two gradient steps per batch of environment steps, since on
 this machine an environment step costs more than its share of an update."""
@@ -162,10 +188,7 @@ class OnlineStream:
         self.rejections = 0
         self.rejection_reasons: Counter[str] = Counter()
         self.gate_seconds = 0.0
-        if config.promotion == "gated":
-            from haggler import promotion
-
-            self._gate = config.gate or promotion.GateConfig()
+        self._gate = config.gate or GateConfig()
 
     def negotiate(self, scenario: Scenario) -> Played:
         """Serve one negotiation, learn from it, and promote as the mode says."""
@@ -185,14 +208,10 @@ class OnlineStream:
 
     def judge(self, candidate: PolicySnapshot) -> bool:
         """Let the gate decide whether `candidate` serves instead of the champion."""
-        from haggler import promotion
-
         if candidate.version == self.champion.version:
             return False
         started = time.perf_counter()
-        decision = promotion.judge(
-            candidate, self.champion, list(self.logged), self._gate, rng=self.gate_rng
-        )
+        decision = judge(candidate, self.champion, list(self.logged), self._gate, rng=self.gate_rng)
         self.gate_seconds += time.perf_counter() - started
         if decision.passed:
             self._promote(candidate)
@@ -282,8 +301,10 @@ def pretrained_model(
     dqn: DQNConfig | None = None,
     pretrain_config: PretrainConfig | None = None,
     name: str = "model",
+    train: bool = True,
 ) -> Path:
-    """A model pretrained on `strategies` for `env_steps`, from `cache_dir` or trained there."""
+    """A model pretrained on `strategies` for `env_steps`, from `cache_dir` or trained there
+    (unless not `train`: then only its path, which may not exist yet)."""
     dqn = dataclasses.replace(dqn or DQNConfig(), seed=seed)
     config = dataclasses.replace(
         pretrain_config or PRETRAIN,
@@ -295,7 +316,7 @@ def pretrained_model(
     key = json.dumps([dataclasses.asdict(dqn), dataclasses.asdict(config)], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     path = cache_dir / f"{name}_s{seed}_{env_steps}_{digest}.pth"
-    if not path.exists():
+    if train and not path.exists():
         agent = BuyerAgent(dqn)
         started = time.perf_counter()
         progress = pretrain(agent, config)
@@ -470,14 +491,30 @@ def _run_job(job: _Job) -> StreamRun:
     )
 
 
-def _pretrain_job(args: tuple[tuple[str, ...], int, int, Path, DQNConfig, str]) -> Path:
+_PretrainJob = tuple[tuple[str, ...], int, int, Path, DQNConfig, str]
+
+
+def _pretrain_job(args: _PretrainJob, *, train: bool = True) -> Path:
     import torch
 
     torch.set_num_threads(1)
     strategies, seed, env_steps, cache_dir, dqn, name = args
     return pretrained_model(
-        strategies, seed=seed, env_steps=env_steps, cache_dir=cache_dir, dqn=dqn, name=name
+        strategies,
+        seed=seed,
+        env_steps=env_steps,
+        cache_dir=cache_dir,
+        dqn=dqn,
+        name=name,
+        train=train,
     )
+
+
+def _pretrain_all(jobs_: Sequence[_PretrainJob], jobs: int) -> list[Path]:
+    """Every job's model: cached ones at once, the others trained in `jobs` processes."""
+    missing = [job for job in jobs_ if not _pretrain_job(job, train=False).exists()]
+    _map(_pretrain_job, missing, jobs)
+    return [_pretrain_job(job, train=False) for job in jobs_]
 
 
 def _map(function: Callable[[_T], _R], items: Sequence[_T], jobs: int) -> list[_R]:
@@ -508,22 +545,23 @@ def _write(
 ) -> None:
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(figures, indent=2, default=_jsonable))
+        json_path.write_text(json.dumps(_jsonable(figures), indent=2, allow_nan=False))
     if plot_path is not None:
         plot_path.parent.mkdir(parents=True, exist_ok=True)
         plot.write_html(plot_path, include_plotlyjs=True, full_html=True)
 
 
 def _jsonable(value: Any) -> Any:
+    """`value` for strict JSON: numpy scalars as Python numbers, NaN as None."""
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
     if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _nan_to_none(value: float) -> float | None:
-    return None if math.isnan(value) else value
+    return value
 
 
 def _stream_jobs(
@@ -558,11 +596,6 @@ def _stream_jobs(
     ]
 
 
-def _estimate_line(label: str, values: Sequence[float]) -> str:
-    cells = " ".join(f"{v:+.3f}" for v in values)
-    return f"  {label:34s} {cells}   mean {float(np.mean(values)):+.3f}"
-
-
 # -- A. the shift benchmark ---------------------------------------------------------------------
 
 
@@ -581,7 +614,7 @@ def shift_benchmark(
     temperature: float = Exploration.temperature,
     learning_rate: float = 1e-4,
     train_steps: int = 5,
-    save_interval: int = 10,
+    save_interval: int = BENCH_SAVE_INTERVAL,
     window: int = 500,
     gate: GateConfig | None = None,
     dqn: DQNConfig | None = None,
@@ -599,8 +632,10 @@ def shift_benchmark(
     fixed held-out set of B; recovery is the served agent's share of it won back.
 
     `pretrain_seed`: every stream starts from the models pretrained with this seed (the seeds
-    then vary the stream, exploration and the learner); None pretrains a pair per seed."""
+    then vary the stream, exploration and the learner); None pretrains a pair per seed.
+    `gate`: `shift_gate(population_b)` when None."""
     started = time.perf_counter()
+    gate = gate or shift_gate(population_b)
     model_seeds = {s: s if pretrain_seed is None else pretrain_seed for s in seeds}
     unique = sorted(set(model_seeds.values()))
     pretrain_jobs = [
@@ -608,7 +643,7 @@ def shift_benchmark(
         for name, population in (("shift_a", population_a), ("shift_b", population_b))
         for seed in unique
     ]
-    paths = _map(_pretrain_job, pretrain_jobs, jobs)
+    paths = _pretrain_all(pretrain_jobs, jobs)
     frozen_paths = {s: paths[unique.index(m)] for s, m in model_seeds.items()}
     target_paths = {s: paths[len(unique) + unique.index(m)] for s, m in model_seeds.items()}
     pretrain_seconds = time.perf_counter() - started
@@ -700,7 +735,7 @@ def shift_benchmark(
             "train_steps": train_steps,
             "save_interval": save_interval,
             "window": window,
-            "gate": dataclasses.asdict(gate) if gate is not None else None,
+            "gate": dataclasses.asdict(gate),
         },
         "gap": {
             str(s): {
@@ -726,6 +761,11 @@ def shift_benchmark(
     return BenchReport(text, figures_out)
 
 
+def _share(gain: float, gap: float) -> float:
+    """The share of the lost surplus `gap` that `gain` won back (NaN when nothing was lost)."""
+    return gain / gap if gap > 0.0 else math.nan
+
+
 def _pretrained_with(pretrain_seed: int | None) -> str:
     return "each seed" if pretrain_seed is None else f"seed {pretrain_seed}"
 
@@ -736,7 +776,7 @@ def _shift_mode_figures(
     """Recovery, dips and live surplus of one mode, per seed and mean over seeds."""
     checkpoints = [p.negotiations for p in runs[0].points]
     recovered = {
-        r.seed: [p.vs_start.mean / gap_means[r.seed] for p in r.points] for r in runs
+        r.seed: [_share(p.vs_start.mean, gap_means[r.seed]) for p in r.points] for r in runs
     }  # per seed, per checkpoint
     mean_recovered = np.mean(list(recovered.values()), axis=0)
     at = checkpoints.index(recovery_at) if recovery_at in checkpoints else len(checkpoints) - 1
@@ -776,7 +816,9 @@ def _shift_table(runs: Sequence[StreamRun], gap_means: dict[int, float]) -> str:
     rows = [header]
     for i, point in enumerate(runs[0].points):
         at = [r.points[i] for r in runs]
-        recovered = [p.vs_start.mean / gap_means[r.seed] for p, r in zip(at, runs, strict=True)]
+        recovered = [
+            _share(p.vs_start.mean, gap_means[r.seed]) for p, r in zip(at, runs, strict=True)
+        ]
         versions = "/".join(str(p.served_version) for p in at)
         counts = "/".join(f"+{p.promotions}-{p.rejections}" for p in at)
         live = [p.live for p in at]
@@ -839,7 +881,7 @@ def _shift_plot(
         x = [p.negotiations for p in runs[0].points]
         held_out = np.mean([[p.held_out.mean for p in r.points] for r in runs], axis=0)
         recovered = np.mean(
-            [[p.vs_start.mean / gap_means[r.seed] for p in r.points] for r in runs], axis=0
+            [[_share(p.vs_start.mean, gap_means[r.seed]) for p in r.points] for r in runs], axis=0
         )
         figure.add_trace(go.Scatter(x=x, y=held_out, name=mode, legendgroup=mode), row=1, col=1)
         figure.add_trace(
@@ -883,13 +925,13 @@ def poisoning_benchmark(
     measure_every: int = 100,
     pretrain_env_steps: int = 300_000,
     pretrain_seed: int | None = 0,
-    held_out_size: int = 2_000,
+    held_out_size: int = 1_000,
     held_out_key: int = 0,
     epsilon: float = 0.1,
     temperature: float = Exploration.temperature,
     learning_rate: float = 1e-4,
     train_steps: int = 5,
-    save_interval: int = 10,
+    save_interval: int = BENCH_SAVE_INTERVAL,
     window: int = 500,
     gate: GateConfig | None = None,
     dqn: DQNConfig | None = None,
@@ -904,15 +946,17 @@ def poisoning_benchmark(
     """Stream sellers that teach overpaying, and watch the served model on the standard suite.
 
     Gated promotion should hold the served model's held-out surplus within `tolerance` of where
-    it started; immediate promotion lets it fall. `pretrain_seed` as in `shift_benchmark`."""
+    it started; immediate promotion lets it fall. `pretrain_seed` as in `shift_benchmark`;
+    `gate`: `POISONING_GATE` when None."""
     started = time.perf_counter()
+    gate = gate or POISONING_GATE
     model_seeds = {s: s if pretrain_seed is None else pretrain_seed for s in seeds}
     unique = sorted(set(model_seeds.values()))
     pretrain_jobs = [
         (TRAINING_STRATEGIES, seed, pretrain_env_steps, cache_dir, dqn or DQNConfig(), "standard")
         for seed in unique
     ]
-    paths = _map(_pretrain_job, pretrain_jobs, jobs)
+    paths = _pretrain_all(pretrain_jobs, jobs)
     starts = {s: paths[unique.index(m)] for s, m in model_seeds.items()}
     pretrain_seconds = time.perf_counter() - started
     overrides = {
@@ -1032,7 +1076,7 @@ def poisoning_benchmark(
             "train_steps": train_steps,
             "save_interval": save_interval,
             "window": window,
-            "gate": dataclasses.asdict(gate) if gate is not None else None,
+            "gate": dataclasses.asdict(gate),
         },
         "modes": mode_figures,
         "gated_vs_immediate": comparison,

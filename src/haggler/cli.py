@@ -147,17 +147,17 @@ def train(
     )
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, what: str = "the model") -> None:
     """Fail now, not after the whole training budget, if the model cannot be written there."""
     if path.is_dir():
-        raise click.ClickException(f"{path} is a folder; give a file name for the model")
+        raise click.ClickException(f"{path} is a folder; give a file name for {what}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.parent / f".{path.name}.write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as error:
-        raise click.ClickException(f"cannot write the model to {path}: {error.strerror}") from None
+        raise click.ClickException(f"cannot write {what} to {path}: {error.strerror}") from None
 
 
 @cli.command()
@@ -771,6 +771,93 @@ def bench_rollback(model: Path | None, trials: int, pool: int, seed: int) -> Non
         outcomes, MonitorConfig(), rng=np.random.default_rng(seed), trials=trials
     )
     click.echo(format_detection(report))
+
+
+BENCH_RESULTS = Path("bench-results/safety")
+SAFETY_MODES = ("immediate+epsilon", "immediate+safe", "gated+epsilon", "gated+safe")
+
+
+@cli.command("bench-safety")
+@click.argument("which", type=click.Choice(["shift", "poisoning"]))
+@click.option(
+    "--seed",
+    "seeds",
+    type=int,
+    multiple=True,
+    default=(0, 1, 2),
+    show_default=True,
+    help="Stream seeds (repeat the option).",
+)
+@click.option(
+    "--mode",
+    "modes",
+    type=click.Choice(SAFETY_MODES),
+    multiple=True,
+    help="Promotion+exploration modes, side by side [default: immediate+epsilon, "
+    "gated+epsilon, and gated+safe for the shift].",
+)
+@click.option(
+    "--negotiations",
+    type=click.IntRange(min=10),
+    default=None,
+    help="Negotiations streamed [default: 3000 for shift, 1000 for poisoning].",
+)
+@click.option(
+    "--pretrain-env-steps",
+    type=click.IntRange(min=1_000),
+    default=None,
+    help="Pretraining budget of each cached model [default: 400000 shift, 300000 poisoning].",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 32),
+    default=1,
+    show_default=True,
+    help="Streams run side by side in worker processes.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=BENCH_RESULTS,
+    show_default=True,
+    help="Folder for the figures (JSON) and the plot (self-contained HTML).",
+)
+def bench_safety(
+    which: str,
+    seeds: tuple[int, ...],
+    modes: tuple[str, ...],
+    negotiations: int | None,
+    pretrain_env_steps: int | None,
+    jobs: int,
+    out: Path,
+) -> None:
+    """The safety benchmarks of online learning. `shift`: pretrained on one seller population,
+    streamed another where it loses; how much of the lost surplus the served agent wins back,
+    whether it is ever served worse than the frozen agent, and the live surplus of what was
+    played. `poisoning`: sellers that teach overpaying; the served model's held-out surplus in
+    each promotion mode."""
+    from haggler import bench_safety as bench
+
+    _check_writable(out / f"{which}.json", "the figures")
+    options: dict[str, Any] = {
+        "seeds": seeds,
+        "jobs": jobs,
+        "json_path": out / f"{which}.json",
+        "plot_path": out / f"{which}.html",
+        "verbose": True,
+    }
+    if modes:
+        options["modes"] = modes
+    if negotiations is not None:
+        options["negotiations"] = negotiations
+    if pretrain_env_steps is not None:
+        options["pretrain_env_steps"] = pretrain_env_steps
+    if which == "shift":
+        report = bench.shift_benchmark(**options)
+    else:
+        report = bench.poisoning_benchmark(**options)
+    click.echo(report.text)
+    click.echo(f"Figures in {out / f'{which}.json'}, plot in {out / f'{which}.html'}.")
 
 
 @cli.group()

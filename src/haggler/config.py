@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from haggler.sellers import ALL_STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class DQNConfig:
     """Gradients are clipped to this global norm."""
     seed: int = 0
     """Seeds the network's initial weights and the replay buffer's sampling."""
+
+
+def _known_strategies(strategies: tuple[str, ...]) -> tuple[str, ...]:
+    unknown = [name for name in strategies if name not in ALL_STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown seller strategies {unknown}; known: {', '.join(ALL_STRATEGIES)}")
+    return strategies
 
 
 class Settings(BaseSettings):
@@ -87,6 +97,22 @@ class Settings(BaseSettings):
     gate_max_deal_rate_drop: float = Field(
         0.02, ge=0.0, le=1.0, description="Gate: how much lower the deal rate may be (a share)."
     )
+    gate_interval: int = Field(
+        50,
+        ge=1,
+        description=(
+            "Negotiations between candidates: a checkpoint is judged once this many have been "
+            "learned from since the last one (judging takes a second or two)."
+        ),
+    )
+    gate_strategies: Annotated[tuple[str, ...], AfterValidator(_known_strategies)] = Field(
+        ALL_STRATEGIES,
+        min_length=1,
+        description=(
+            "Seller strategies of the gate's held-out simulated suite, as a JSON list (the "
+            "sellers you expect: a suite unlike them rejects candidates that adapt to them)."
+        ),
+    )
     auto_rollback: bool = Field(
         True, description="Go back to the last known good model when live results degrade."
     )
@@ -121,7 +147,8 @@ class Settings(BaseSettings):
 def settings_environment(settings: Settings) -> dict[str, str]:
     """`settings` as environment variables, for a child process that must see the same."""
     return {
-        name.upper(): str(value)
+        # Lists go as JSON, which is how pydantic-settings reads them back.
+        name.upper(): json.dumps(list(value)) if isinstance(value, (list, tuple)) else str(value)
         for name, value in settings.model_dump().items()
         if value is not None
     }

@@ -88,6 +88,8 @@ class StoreLearner:
         self._standing_by = False
         self.safety = SafeLearning(settings, sessions, seed=self.learner_id)
         self.gated = settings.promotion == "gated"
+        self._last_candidate_at = 0
+        """Negotiations learned from when the last candidate was judged."""
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -202,7 +204,13 @@ class StoreLearner:
             self.agent.serve(published)
         checkpoint = self.learner.save_if_due() if enabled else None
         if self.gated:  # the updates wait for the gate: only checkpoints become candidates
-            if checkpoint is not None and published is not None:
+            since = self.learner.status.negotiations - self._last_candidate_at
+            if (
+                checkpoint is not None
+                and published is not None
+                and since >= self.settings.gate_interval
+            ):
+                self._last_candidate_at = self.learner.status.negotiations
                 self.safety.judge_candidate(
                     published,
                     negotiations=self.learner.status.negotiations,

@@ -44,6 +44,7 @@ def gate_config(settings: Settings) -> promotion.GateConfig:
         reward_tolerance=settings.gate_reward_tolerance,
         surplus_tolerance=settings.gate_surplus_tolerance,
         max_deal_rate_drop=settings.gate_max_deal_rate_drop,
+        strategies=settings.gate_strategies,
     )
 
 
