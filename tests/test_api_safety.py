@@ -29,7 +29,7 @@ def test_bad_a_b_requests_get_a_message_and_start_nothing(client: TestClient) ->
         ).status_code
         == 403
     )
-    for split in (0, 1, -0.5, "half", None):
+    for split in (0, 0.01, 0.99, 1, -0.5, "half", None):
         answer = client.post(
             "/api/ab-tests", json={"challenger_version": 1, "split": split}, headers=OPERATOR
         )
@@ -99,3 +99,13 @@ def test_a_stored_version_is_judged_on_demand_without_changing_anything(
     assert body["passed"] is True  # a model is as good as itself
     assert body["figures"]
     assert client.get("/api/safety").json()["serving_version"] == 1
+
+
+def test_no_ab_test_while_every_update_serves_at_once(client: TestClient) -> None:
+    client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+    refused = client.post(
+        "/api/ab-tests", json={"challenger_version": 1, "split": 0.2}, headers=OPERATOR
+    )
+    assert refused.status_code == 409
+    assert "PROMOTION=gated" in refused.json()["detail"]
+    assert client.get("/api/ab-tests").json() == []

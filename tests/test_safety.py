@@ -222,3 +222,32 @@ def test_the_sellers_changing_under_the_known_good_model_rolls_nothing_back(
             )
         guard.look_at_live_results()
         assert client.get("/api/safety").json()["rollbacks"] == 0
+
+
+def test_an_ab_test_whose_champion_is_replaced_is_stopped(
+    external: Settings, sessions: sessionmaker[Session]
+) -> None:
+    with TestClient(create_app(external)) as client:
+        champion = champion_and_app(external, sessions, client)
+        twin = PolicySnapshot(champion.weights, champion.biases, champion.version + 1)
+        with sessions() as session:
+            experiments.add_candidate(
+                twin.to_bytes(),
+                session=session,
+                version=twin.version,
+                negotiations=0,
+                status="candidate",
+                reason="passed",
+                evaluation=None,
+            )
+            test = experiments.start_ab_test(champion.version, twin.version, 0.5, session=session)
+            session.commit()
+        serve(sessions, fixed_policy(champion, BuyerMove.HOLD, twin.version + 1))  # a restore
+        guard = SafeLearning(external, sessions, seed=5)
+        assert guard.look_at_ab_test() is None
+        stopped = client.get(f"/api/ab-tests/{test.id}").json()
+        assert stopped["status"] == "stopped"
+        assert "replaced the champion" in stopped["reason"]
+        [rejected] = client.get("/api/models", params={"status": "rejected"}).json()
+        assert rejected["version"] == twin.version
+        assert client.get("/api/safety").json()["running_test"] is None

@@ -162,3 +162,26 @@ def test_the_monitor_mark_survives_and_protects_the_known_good_weights(
     )
     kept = {v for v in range(1, 8) if repo.get_snapshot(v, session=session).weights}
     assert kept == {3, 6, 7}  # the newest two, and the known good one
+
+
+def test_the_store_itself_refuses_a_second_running_test(session: Session) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy.exc import IntegrityError
+
+    from haggler.store.tables import ABTestRow
+
+    experiments.start_ab_test(1, 2, 0.5, session=session)
+    session.commit()
+    # As if another process had checked for a running test at the same moment.
+    session.add(
+        ABTestRow(
+            champion_version=1,
+            challenger_version=3,
+            split=0.5,
+            status="running",
+            started_at=datetime.now(UTC),
+        )
+    )
+    with pytest.raises(IntegrityError):
+        session.flush()

@@ -1028,7 +1028,7 @@ def _arm_line(figures: dict[str, Any]) -> str:
 @click.argument("version", type=click.IntRange(min=1))
 @click.option(
     "--split",
-    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    type=click.FloatRange(0.05, 0.95),
     default=0.2,
     show_default=True,
     help="The challenger's share of new negotiations.",
@@ -1078,7 +1078,12 @@ def _decide(test_id: int, decision: Literal["promote", "reject"], reason: str) -
 
     try:
         ended = safety.decide_ab_test(
-            _store_sessions(), test_id, decision, decided_by="operator", reason=reason
+            _store_sessions(),
+            test_id,
+            decision,
+            decided_by="operator",
+            reason=reason,
+            settings=_settings(),
         )
     except (repo.NotFound, repo.Conflict) as error:
         raise click.ClickException(str(error)) from None

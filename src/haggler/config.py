@@ -42,6 +42,12 @@ def _known_strategies(strategies: tuple[str, ...]) -> tuple[str, ...]:
     return strategies
 
 
+def _no_thin_split(split: float) -> float:
+    if 0.0 < split < 0.05:
+        raise ValueError("AB_SPLIT is 0 (no A/B tests) or at least 0.05")
+    return split
+
+
 class Settings(BaseSettings):
     """The settings of the product, from the environment or a `.env` file in the working directory.
 
@@ -82,10 +88,10 @@ class Settings(BaseSettings):
             "with AB_SPLIT above 0, then an A/B test against the serving model)."
         ),
     )
-    ab_split: float = Field(
+    ab_split: Annotated[float, AfterValidator(_no_thin_split)] = Field(
         0.0,
         ge=0.0,
-        lt=1.0,
+        le=0.95,
         description="Share of new negotiations a challenger plays in an A/B test (0: no tests).",
     )
     gate_reward_tolerance: float = Field(

@@ -30,7 +30,8 @@ class LearnerConfig:
     save_interval: int = 10
     """Negotiations between checkpoints."""
     keep_checkpoints: int = 10
-    model_path: Path = Path("models/buyer_agent.pth")
+    model_path: Path | None = Path("models/buyer_agent.pth")
+    """The main model file written with every checkpoint (None: checkpoints only)."""
     checkpoint_dir: Path = Path("models/checkpoints")
 
     @classmethod

@@ -73,11 +73,10 @@ class StoreLearner:
         self.poll_seconds = poll_seconds
         self.batch = batch
         self.agent = BuyerAgent.from_file(settings.model_path)
-        self.learner = OnlineLearner(
-            self.agent,
-            LearnerConfig.from_settings(settings),
-            background=False,
-        )
+        config = LearnerConfig.from_settings(settings)
+        if settings.promotion == "gated":  # the main model file follows what serves
+            config = dataclasses.replace(config, model_path=None)
+        self.learner = OnlineLearner(self.agent, config, background=False)
         self.version: int | None = None
         """The serving version this learner last published or followed."""
         self._last_tidy = 0.0
@@ -86,7 +85,9 @@ class StoreLearner:
         self.learner_id = secrets.randbelow(2**31 - 1) + 1
         self._lease_until = 0.0
         self._standing_by = False
-        self.safety = SafeLearning(settings, sessions, seed=self.learner_id)
+        self.safety = SafeLearning(
+            settings, sessions, seed=self.learner_id, write_priority=_normal_cpu_priority
+        )
         self.gated = settings.promotion == "gated"
         self._last_candidate_at = 0
         """Negotiations learned from when the last candidate was judged."""
@@ -203,6 +204,7 @@ class StoreLearner:
             published = dataclasses.replace(self.agent.snapshot, version=next_version)
             self.agent.serve(published)
         checkpoint = self.learner.save_if_due() if enabled else None
+        candidate = None
         if self.gated:  # the updates wait for the gate: only checkpoints become candidates
             since = self.learner.status.negotiations - self._last_candidate_at
             if (
@@ -211,12 +213,7 @@ class StoreLearner:
                 and since >= self.settings.gate_interval
             ):
                 self._last_candidate_at = self.learner.status.negotiations
-                self.safety.judge_candidate(
-                    published,
-                    negotiations=self.learner.status.negotiations,
-                    checkpoint=checkpoint.name,
-                    trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
-                )
+                candidate = (published, checkpoint.name)
             published = None
         # One short write transaction per step: on SQLite every serving process waits for it.
         with _normal_cpu_priority(), self.sessions() as session:
@@ -241,6 +238,13 @@ class StoreLearner:
                 return 0
         if published is not None:
             self.version = published.version
+        if candidate is not None:  # judged once the negotiations are safely marked learned
+            self.safety.judge_candidate(
+                candidate[0],
+                negotiations=self.learner.status.negotiations,
+                checkpoint=candidate[1],
+                trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+            )
         return len(queue)
 
     def _record(

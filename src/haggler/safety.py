@@ -10,9 +10,13 @@ transaction that a serving process picks up within its next poll.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Literal
 
@@ -20,7 +24,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from haggler import ab_testing, model_versions, promotion, rollback
-from haggler.agent import PolicySnapshot
+from haggler.agent import ModelFileError, PolicySnapshot, atomic_write
 from haggler.config import Settings
 from haggler.sellers import make_seller
 from haggler.store import experiments
@@ -87,6 +91,7 @@ def decide_ab_test(
     decided_by: str,
     reason: str,
     verdict: dict[str, object] | None = None,
+    settings: Settings | None = None,
 ) -> experiments.StoredABTest:
     """End a running A/B test: promote its challenger (it serves everywhere from the next poll)
     or reject it (the champion serves on). repo.Conflict if the test is not running or the
@@ -121,7 +126,23 @@ def decide_ab_test(
         )
         session.commit()
     log.info("[Safety] A/B test %d: challenger %s (%s: %s)", test_id, status, decided_by, reason)
+    if status == "promoted" and settings is not None and settings.promotion == "gated":
+        with sessions() as session:
+            checkpoint = repo.get_snapshot(test.challenger_version, session=session).checkpoint
+        write_main_model(settings, checkpoint)
     return ended
+
+
+def write_main_model(settings: Settings, checkpoint: str | None) -> None:
+    """In gated mode the main model file follows what serves, never the learner: copy the
+    promoted candidate's checkpoint over it (atomically)."""
+    if checkpoint is None:
+        return
+    source = settings.checkpoint_dir / checkpoint
+    try:
+        atomic_write(settings.model_path, source.read_bytes())
+    except OSError as error:
+        log.error("[Safety] %s not copied to %s: %s", source, settings.model_path, error)
 
 
 @dataclasses.dataclass
@@ -131,6 +152,9 @@ class SafeLearning:
     settings: Settings
     sessions: sessionmaker[Session]
     seed: int = 0
+    write_priority: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    """Entered around every write: the learner runs at the lowest CPU priority and must not
+    hold the store's write lock there (serving processes would wait for a free core)."""
     gate: promotion.GateConfig = dataclasses.field(init=False)
     stopping_rule: ab_testing.StoppingRule = dataclasses.field(init=False)
     monitor: rollback.MonitorConfig = dataclasses.field(init=False)
@@ -172,53 +196,79 @@ class SafeLearning:
             )
             return "skipped"
         started = time.perf_counter()
-        decision = promotion.judge(candidate, champion, logged, self.gate, rng=self._rng)
+        try:
+            decision = promotion.judge(candidate, champion, logged, self.gate, rng=self._rng)
+            passed, reason, figures = decision.passed, decision.reason, decision.figures
+        except (ValueError, ModelFileError) as error:  # bad logged data must not stop learning
+            passed, reason, figures = False, f"evaluation failed: {error}", None
         log.info(
             "[Safety] Candidate version %d %s in %.1f s: %s",
             candidate.version,
-            "passed the gate" if decision.passed else "rejected",
+            "passed the gate" if passed else "rejected",
             time.perf_counter() - started,
-            decision.reason,
+            reason,
         )
-        with self.sessions() as session:
-            status = "candidate" if decision.passed else "rejected"
-            try:
+        with self.write_priority(), self.sessions() as session:
+            try:  # the verdict is kept whatever happens next
                 experiments.add_candidate(
                     candidate.to_bytes(),
                     session=session,
                     version=candidate.version,
                     negotiations=negotiations,
-                    status=status,
-                    reason=decision.reason,
-                    evaluation=decision.figures,
+                    status="candidate" if passed else "rejected",
+                    reason=reason,
+                    evaluation=figures,
                     checkpoint=checkpoint,
                     trained_from=trained_from,
                 )
-                if decision.passed and self.settings.ab_split > 0.0:
+                session.commit()
+            except repo.Conflict as error:  # its number was taken meanwhile (a restore)
+                session.rollback()
+                log.info("[Safety] Candidate version %d dropped: %s", candidate.version, error)
+                return "dropped"
+        if not passed:
+            return "rejected"
+        with self.write_priority(), self.sessions() as session:
+            try:
+                if repo.serving_version(session=session) != champion.version:
+                    raise repo.Conflict("the serving model changed while the candidate was judged")
+                if self.settings.ab_split > 0.0:
                     test = experiments.start_ab_test(
                         champion.version, candidate.version, self.settings.ab_split, session=session
                     )
-                    log.info(
-                        "[Safety] A/B test %d: version %d against %d on %.0f%% of negotiations",
-                        test.id,
-                        candidate.version,
-                        champion.version,
-                        100 * self.settings.ab_split,
-                    )
-                elif decision.passed:
+                    status = "candidate"
+                else:
                     experiments.promote(
                         candidate.version,
                         expected_serving=champion.version,
-                        reason=f"passed the gate: {decision.reason}",
+                        reason=f"passed the gate: {reason}",
                         session=session,
                     )
                     status = "promoted"
                 model_versions.forget_old_weights(session)
                 session.commit()
-            except repo.Conflict as error:  # a restore or rollback came first: judge the next
+            except repo.Conflict as error:  # a restore, a rollback or an operator's test came
                 session.rollback()
-                log.info("[Safety] Candidate version %d dropped: %s", candidate.version, error)
-                return "dropped"
+                with self.write_priority(), self.sessions() as session:
+                    experiments.set_status(
+                        candidate.version,
+                        "rejected",
+                        f"passed the gate, but {error}",
+                        session=session,
+                    )
+                    session.commit()
+                log.info("[Safety] Candidate version %d not served: %s", candidate.version, error)
+                return "rejected"
+        if status == "candidate":
+            log.info(
+                "[Safety] A/B test %d: version %d against %d on %.0f%% of negotiations",
+                test.id,
+                candidate.version,
+                champion.version,
+                100 * self.settings.ab_split,
+            )
+        else:
+            write_main_model(self.settings, checkpoint)
         return status
 
     # -- A/B tests and the rollback monitor ---------------------------------------------------
@@ -238,6 +288,29 @@ class SafeLearning:
             test = experiments.running_ab_test(session=session)
             if test is None:
                 return None
+            serving = repo.serving_version(session=session)
+            if serving != test.champion_version:
+                # A restore or a rollback replaced the champion: the test compares nothing now.
+                with self.write_priority():
+                    try:
+                        experiments.end_ab_test(
+                            test.id,
+                            session=session,
+                            status="stopped",
+                            decided_by="rule",
+                            reason=f"version {serving} replaced the champion "
+                            f"{test.champion_version} during the test",
+                        )
+                        experiments.set_status(
+                            test.challenger_version,
+                            "rejected",
+                            f"A/B test {test.id} stopped: the champion was replaced",
+                            session=session,
+                        )
+                        session.commit()
+                    except repo.Conflict:
+                        session.rollback()
+                return None
             arms = {
                 arm: [
                     arm_outcome(o)
@@ -254,7 +327,7 @@ class SafeLearning:
         figures = verdict.as_dict()
         try:
             if verdict.decision == "continue":
-                with self.sessions() as session:
+                with self.write_priority(), self.sessions() as session:
                     experiments.record_verdict(test.id, figures, session=session)
                     session.commit()
             else:
@@ -262,6 +335,7 @@ class SafeLearning:
                     self.sessions,
                     test.id,
                     verdict.decision,
+                    settings=self.settings,
                     decided_by="rule",
                     reason=verdict.reason,
                     verdict=figures,
@@ -302,15 +376,35 @@ class SafeLearning:
             [arm_outcome(o) for o in current], [arm_outcome(o) for o in reference], self.monitor
         )
         if alarm is None:
-            if len(current) >= window:  # a clean full window: its newest version is known good
-                newest = max(o.model_version for o in current)
-                self._move_mark(experiments.MonitorMark(newest, current[-1].id, current[-1].id))
+            if len(current) >= window:  # a clean full window
+                self._move_mark(
+                    experiments.MonitorMark(
+                        self._proven_version(current) or mark.known_good,
+                        current[-1].id,
+                        current[-1].id,
+                    )
+                )
             return None
         self._roll_back(alarm, mark, serving, latest)
         return alarm
 
-    def _move_mark(self, mark: experiments.MonitorMark) -> None:
+    def _proven_version(self, window: list[experiments.FinishedOutcome]) -> int | None:
+        """The newest version that played enough of a clean window to be judged by it, and whose
+        weights the store still has (a rollback must be able to serve them)."""
+        played = Counter(o.model_version for o in window)
         with self.sessions() as session:
+            for version in sorted(played, reverse=True):
+                if played[version] < self.monitor.min_negotiations:
+                    continue
+                try:
+                    if repo.get_snapshot(version, session=session).weights is not None:
+                        return version
+                except repo.NotFound:
+                    continue
+        return None
+
+    def _move_mark(self, mark: experiments.MonitorMark) -> None:
+        with self.write_priority(), self.sessions() as session:
             experiments.set_monitor_mark(mark, session=session)
             session.commit()
 
@@ -318,7 +412,7 @@ class SafeLearning:
         self, alarm: rollback.Alarm, mark: experiments.MonitorMark, serving: int, latest: int
     ) -> None:
         assert mark.known_good is not None
-        with self.sessions() as session:
+        with self.write_priority(), self.sessions() as session:
             stored = repo.get_snapshot(serving, session=session)
             good = repo.get_snapshot(mark.known_good, session=session)
             if mark.known_good in (serving, stored.copy_of):
@@ -353,6 +447,12 @@ class SafeLearning:
                         decided_by="rollback",
                         reason=f"stopped by a rollback: {alarm.reason}",
                     )
+                    experiments.set_status(
+                        running.challenger_version,
+                        "rejected",
+                        f"A/B test {running.id} stopped by a rollback",
+                        session=session,
+                    )
                 model_versions.publish(
                     session,
                     snapshot,
@@ -363,9 +463,14 @@ class SafeLearning:
                     f"{alarm.reason}",
                     copy_of=mark.known_good,
                 )
-                # The reference stays the good window; watching starts again after the rollback.
+                # The reference stays the good window; watching starts again after the rollback,
+                # past the negotiations the replaced model may still be finishing.
                 experiments.set_monitor_mark(
-                    experiments.MonitorMark(mark.known_good, mark.reference_up_to, latest),
+                    experiments.MonitorMark(
+                        mark.known_good,
+                        mark.reference_up_to,
+                        experiments.latest_negotiation_id(session=session),
+                    ),
                     session=session,
                 )
                 session.commit()

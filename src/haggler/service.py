@@ -94,6 +94,7 @@ class NegotiationService:
     def set_training(self, enabled: bool) -> None:
         """Turn online training on (exploring, learning) or off (greedy, frozen)."""
         if enabled and self.learner is None and self.learn_inline:
+            self.agent.set_learning_rate(self.settings.online_learning_rate)
             self.learner = OnlineLearner(
                 self.agent,
                 LearnerConfig.from_settings(self.settings, model_path=self.model_path),

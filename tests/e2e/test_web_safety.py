@@ -213,15 +213,15 @@ def test_the_operator_evaluates_a_rejected_version_and_a_bad_split_starts_nothin
     expect(page.locator("#evaluation")).not_to_have_attribute("aria-busy", "true")
     shoot_section(page, "dashboard-safety-evaluated-desktop")
 
-    # A/B test it: a split outside (0, 1) is refused next to the field, with no request made.
+    # A/B test it: a split outside [0.05, 0.95] is refused next to the field, with no request.
     tests = len(api(server, "GET", "/api/ab-tests"))
     row.get_by_role("button", name=f"A/B test version {version}").click()
     expect(page.locator("#split")).to_be_focused()
     expect(page.locator("#challenger_version")).to_have_value(str(version))
-    for bad in ("1.5", "0", "-0.2", "half", ""):
+    for bad in ("1.5", "0", "0.01", "-0.2", "half", ""):
         page.fill("#split", bad)
         page.click("#start-ab")
-        expect(page.locator("#split-error")).to_contain_text("above 0 and below 1")
+        expect(page.locator("#split-error")).to_contain_text("from 0.05 to 0.95")
         expect(page.locator("#split")).to_have_attribute("aria-invalid", "true")
         expect(page.locator("#operator-dialog")).to_be_hidden()
     assert len(api(server, "GET", "/api/ab-tests")) == tests

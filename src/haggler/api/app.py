@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
 from haggler import __version__, model_versions
-from haggler.agent import PolicySnapshot
+from haggler.agent import ModelFileError, PolicySnapshot
 from haggler.api.deps import Runtime
 from haggler.api.routes import (
     catalogue,
@@ -161,17 +161,26 @@ async def _follow_store(runtime: Runtime) -> None:
         except OperationalError as error:  # busy database: the next poll tries again
             log.warning("could not read the serving model version (%s)", error.orig)
             continue
+        except Exception:  # anything else must not end the following for good
+            log.exception("could not read the serving model version")
+            continue
         if runtime.keep_learner_alive is not None:
             runtime.keep_learner_alive()
         if enabled != service.enable_training:
             service.set_training(enabled)
-        if test is None:
-            service.ab_test, service.challenger = None, None
-        elif challenger is not None and challenger.weights is not None:
-            service.challenger = PolicySnapshot.from_bytes(challenger.weights, challenger.version)
-            service.ab_test = (test.id, test.split)
-        if stored is not None and stored.weights is not None:
-            service.agent.serve(PolicySnapshot.from_bytes(stored.weights, stored.version))
+        try:
+            if test is None:
+                service.ab_test, service.challenger = None, None
+            elif challenger is not None and challenger.weights is not None:
+                service.challenger = PolicySnapshot.from_bytes(
+                    challenger.weights, challenger.version
+                )
+                service.ab_test = (test.id, test.split)
+            if stored is not None and stored.weights is not None:
+                service.agent.serve(PolicySnapshot.from_bytes(stored.weights, stored.version))
+        except ModelFileError:  # unreadable weights: keep serving what this process has
+            log.exception("could not load a model version from the store")
+            continue
             if stored.trained_from is not None:
                 delay = datetime.now(UTC) - _aware(stored.trained_from)
                 runtime.update_delays.append(delay.total_seconds())

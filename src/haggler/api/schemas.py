@@ -272,7 +272,12 @@ class ABTestIn(BaseModel):
     )
 
     challenger_version: int = Field(ge=1, le=MAX_ID)
-    split: float = Field(gt=0.0, lt=1.0, description="The challenger's share of negotiations.")
+    split: float = Field(
+        ge=0.05,
+        le=0.95,
+        description="The challenger's share of new negotiations (0.05-0.95: a thinner arm would "
+        "hold every later candidate back for tens of thousands of negotiations).",
+    )
 
 
 class ABDecisionIn(BaseModel):

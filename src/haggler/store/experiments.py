@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -136,7 +136,10 @@ def start_ab_test(
         started_at=datetime.now(UTC),
     )
     session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # another process started one at the same moment
+        raise Conflict("an A/B test is running already; stop it first") from None
     return _ab_test(row)
 
 
@@ -162,7 +165,11 @@ def ab_tests(*, session: Session, limit: int) -> list[StoredABTest]:
 
 def record_verdict(test_id: int, verdict: dict[str, Any], *, session: Session) -> None:
     """The latest look at a running test (its per-arm figures), for the API and dashboard."""
-    session.execute(update(ABTestRow).where(ABTestRow.id == test_id).values(verdict=verdict))
+    session.execute(
+        update(ABTestRow)
+        .where(ABTestRow.id == test_id, ABTestRow.status == "running")
+        .values(verdict=verdict)
+    )
 
 
 def end_ab_test(
@@ -312,6 +319,11 @@ def logged_episodes(*, session: Session, limit: int) -> list[LoggedEpisode]:
         for rows in decisions.values()
         if rows
     ]
+
+
+def latest_negotiation_id(*, session: Session) -> int:
+    """The id of the newest negotiation, finished or not (0 if none)."""
+    return int(session.scalar(select(func.max(NegotiationRow.id))) or 0)
 
 
 def latest_finished_id(*, session: Session) -> int:

@@ -153,10 +153,22 @@ class ModelSnapshotRow(Base):
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+RUNNING = text("status = 'running'")
+
+
 class ABTestRow(Base):
     """Champion against challenger on a share of new negotiations, until a verdict."""
 
     __tablename__ = "ab_tests"
+    __table_args__ = (
+        Index(
+            "ix_ab_tests_one_running",
+            "status",
+            unique=True,
+            sqlite_where=RUNNING,
+            postgresql_where=RUNNING,
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     champion_version: Mapped[int] = mapped_column(Integer)

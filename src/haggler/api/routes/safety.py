@@ -78,10 +78,21 @@ async def ab_test(test_id: TestId, session: SessionDep) -> ABTestOut:
     responses={
         **AUTH,
         404: {"description": "No such model version, or its weights are gone."},
-        409: {"description": "A test runs already, or the version is the one serving."},
+        409: {
+            "description": "A test runs already, the version is the one serving, or every "
+            "update serves at once (immediate promotion with training on)."
+        },
     },
 )
-async def start_ab_test(body: ABTestIn, session: SessionDep, _operator: OperatorDep) -> ABTestOut:
+async def start_ab_test(
+    body: ABTestIn, runtime: RuntimeDep, session: SessionDep, _operator: OperatorDep
+) -> ABTestOut:
+    if runtime.settings.promotion == "immediate" and runtime.service.enable_training:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "with PROMOTION=immediate and training on every update serves at once: an A/B "
+            "test needs PROMOTION=gated, or training off",
+        )
     serving = repo.serving_version(session=session)
     try:
         challenger = repo.get_snapshot(body.challenger_version, session=session)
@@ -122,7 +133,12 @@ async def decide_ab_test(
 ) -> ABTestOut:
     try:
         ended = safety.decide_ab_test(
-            runtime.sessions, test_id, body.decision, decided_by="operator", reason=body.reason
+            runtime.sessions,
+            test_id,
+            body.decision,
+            decided_by="operator",
+            reason=body.reason,
+            settings=runtime.settings,
         )
     except repo.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None

@@ -330,8 +330,8 @@ $("ab-form").addEventListener("submit", (event) => {
     showError(form, new Error("Choose the version to test."), { fallbackField: "challenger_version" });
     return;
   }
-  if (!Number.isFinite(split) || split <= 0 || split >= 1) {
-    showError(form, new Error("Enter a share above 0 and below 1, like 0.2."), { fallbackField: "split" });
+  if (!Number.isFinite(split) || split < 0.05 || split > 0.95) {
+    showError(form, new Error("Enter a share from 0.05 to 0.95, like 0.2."), { fallbackField: "split" });
     return;
   }
   const running = safety?.running_test;

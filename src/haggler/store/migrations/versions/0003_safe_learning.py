@@ -45,9 +45,19 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(1000), nullable=True),
         sa.Column("verdict", sa.JSON(), nullable=True),
     )
+    # One test runs at a time, even when an operator and the learner start one at once.
+    op.create_index(
+        "ix_ab_tests_one_running",
+        "ab_tests",
+        ["status"],
+        unique=True,
+        sqlite_where=sa.text("status = 'running'"),
+        postgresql_where=sa.text("status = 'running'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ab_tests_one_running", "ab_tests")
     op.drop_table("ab_tests")
     with op.batch_alter_table("model_snapshots") as batch:
         for column in ("promoted_at", "copy_of", "evaluation", "reason", "status"):
