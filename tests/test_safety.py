@@ -118,6 +118,7 @@ def test_the_gate_turns_a_model_that_accepts_any_ask_away_and_serving_stays(
         assert candidate["evaluation"] is not None
         assert client.get("/api/safety").json()["serving_version"] == champion.version
         assert client.get("/api/safety").json()["rejections"] == 1
+        assert 'haggler_model_versions{status="rejected"} 1.0' in client.get("/metrics").text
 
 
 def test_a_candidate_that_passes_starts_an_ab_test_whose_arms_are_recorded(

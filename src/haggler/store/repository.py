@@ -683,6 +683,18 @@ def model_log(
     return [_snapshot(row, with_weights=False) for row in rows]
 
 
+def promotion_count(*, session: Session) -> int:
+    """Trained versions that ever went on to serve (a promotion is never undone in the log)."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(ModelSnapshotRow)
+            .where(ModelSnapshotRow.source == "training", ModelSnapshotRow.promoted_at.is_not(None))
+        )
+        or 0
+    )
+
+
 def model_status_counts(*, session: Session) -> dict[tuple[str, str], int]:
     """How many model versions there are per (source, status)."""
     rows = session.execute(

@@ -46,6 +46,7 @@ class StoreCollector(Collector):
             trained = repo.get_counter(repo.NEGOTIATIONS_LEARNED, session=session)
             changes = repo.model_change_counts(session=session)
             statuses = repo.model_status_counts(session=session)
+            promotions = repo.promotion_count(session=session)
         negotiations = CounterMetricFamily(
             "haggler_negotiations",
             "Negotiations by outcome ('open' while in progress) and the version that began them.",
@@ -92,24 +93,28 @@ class StoreCollector(Collector):
         for source, count in sorted(changes.items()):
             model_changes.add_metric([source], count)
         yield model_changes
-        for name, text, value in (
-            (
-                "haggler_promotions",
-                "Trained versions that went on to serve (every update when PROMOTION=immediate).",
-                statuses.get(("training", "promoted"), 0),
-            ),
-            (
-                "haggler_candidates_rejected",
-                "Candidates turned away by the gate or an A/B test.",
-                sum(n for (_, status), n in statuses.items() if status == "rejected"),
-            ),
-            (
-                "haggler_rollbacks",
-                "Automatic rollbacks to the last known good version.",
-                changes.get("rollback", 0),
-            ),
-        ):
-            yield CounterMetricFamily(name, text, value=value)
+        yield CounterMetricFamily(
+            "haggler_promotions",
+            "Trained versions that went on to serve (every update when PROMOTION=immediate).",
+            value=promotions,
+        )
+        yield CounterMetricFamily(
+            "haggler_rollbacks",
+            "Automatic rollbacks to the last known good version.",
+            value=changes.get("rollback", 0),
+        )
+        candidates = GaugeMetricFamily(
+            "haggler_model_versions",
+            "Model versions by status now: 'candidate' (waiting or in an A/B test), 'rejected' "
+            "(by the gate or an A/B test), 'promoted' (served).",
+            labels=["status"],
+        )
+        by_status: dict[str, int] = {}
+        for (_, status), count in statuses.items():
+            by_status[status] = by_status.get(status, 0) + count
+        for status, count in sorted(by_status.items()):
+            candidates.add_metric([status], count)
+        yield candidates
 
 
 @router.get(

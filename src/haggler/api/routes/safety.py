@@ -45,7 +45,7 @@ async def safety_status(runtime: RuntimeDep, session: SessionDep) -> SafetyOut:
         serving_version=repo.serving_version(session=session),
         known_good_version=experiments.monitor_mark(session=session).known_good,
         running_test=ABTestOut.model_validate(running) if running else None,
-        promotions=counts.get(("training", "promoted"), 0),
+        promotions=repo.promotion_count(session=session),
         rejections=sum(n for (_, st), n in counts.items() if st == "rejected"),
         rollbacks=sum(n for (src, _), n in counts.items() if src == "rollback"),
         last_rollback=ModelVersionOut.model_validate(rollbacks[0]) if rollbacks else None,
@@ -109,10 +109,6 @@ async def start_ab_test(
         )
     try:
         test = experiments.start_ab_test(serving, challenger.version, body.split, session=session)
-        if challenger.status == "rejected":
-            experiments.set_status(
-                challenger.version, "candidate", f"in A/B test {test.id}", session=session
-            )
         session.commit()
     except repo.Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
