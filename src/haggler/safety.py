@@ -109,14 +109,12 @@ def decide_ab_test(
             )
             status = "promoted"
         else:
-            if repo.get_snapshot(test.challenger_version, session=session).status == "candidate":
-                # A version that served once keeps its status: the test's row says it lost.
-                experiments.set_status(
-                    test.challenger_version,
-                    "rejected",
-                    f"lost A/B test {test_id}: {reason}",
-                    session=session,
-                )
+            experiments.set_status(
+                test.challenger_version,
+                "rejected",
+                f"lost A/B test {test_id}: {reason}",
+                session=session,
+            )
             status = "rejected"
         ended = experiments.end_ab_test(
             test_id,

@@ -181,9 +181,9 @@ async def _follow_store(runtime: Runtime) -> None:
         except ModelFileError:  # unreadable weights: keep serving what this process has
             log.exception("could not load a model version from the store")
             continue
-            if stored.trained_from is not None:
-                delay = datetime.now(UTC) - _aware(stored.trained_from)
-                runtime.update_delays.append(delay.total_seconds())
+        if stored is not None and stored.weights is not None and stored.trained_from is not None:
+            delay = datetime.now(UTC) - _aware(stored.trained_from)
+            runtime.update_delays.append(delay.total_seconds())
 
 
 def _aware(moment: datetime) -> datetime:
