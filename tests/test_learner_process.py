@@ -150,16 +150,45 @@ def test_one_learner_at_a_time_and_a_standby_takes_over_when_it_stops(
 ) -> None:
     with TestClient(create_app(external)) as client:
         client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        assert client.get("/api/training").json()["learner_ready"] is False
         first, second = StoreLearner(external, sessions), StoreLearner(external, sessions)
         first.start()
+        assert client.get("/api/training").json()["learner_ready"] is True
         second.start()
         play(client, 2)
         assert second.step() == 0  # standing by: the first holds the store
         assert first.step() == 2
         first.release()
+        assert client.get("/api/training").json()["learner_ready"] is False
         play(client, 1)
         assert second.step() == 1
+        assert client.get("/api/training").json()["learner_ready"] is True
         assert first.step() == 0
+
+
+def test_old_weights_are_dropped_by_the_tidy_step_not_while_publishing(
+    external: Settings, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(model_versions, "KEEP_WEIGHTS", 2)
+    with TestClient(create_app(external)) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        learner = StoreLearner(external, sessions)
+        learner.start()
+        for _ in range(4):  # four updates, each published as a version of its own
+            play(client, 1)
+            assert learner.step() == 1
+
+        def with_weights() -> int:
+            with sessions() as session:
+                return sum(
+                    repo.get_snapshot(m.version, session=session).weights is not None
+                    for m in repo.model_log(session=session, limit=100)
+                )
+
+        assert with_weights() == 5  # the starter and four updates: nothing dropped yet
+        learner._tidy_store()
+        assert with_weights() == 2
+        assert serving(sessions) == learner.version  # the serving weights are kept
 
 
 def test_a_learner_process_that_dies_is_started_again(

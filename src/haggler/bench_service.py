@@ -118,6 +118,24 @@ def _get_json(url: str) -> dict[str, object]:
         return dict(json.loads(answer.read()))
 
 
+def _wait_until_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
+    """Wait for the server to answer and its learner to have caught up with the store: the
+    figures are of a service at work, not of one still starting (loading torch takes the
+    learner seconds of CPU)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if _get_json(f"{url}/api/training").get("learner_ready"):
+                return
+        except OSError:
+            pass
+        if server.poll() is not None:
+            raise RuntimeError("the server stopped while starting")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server and its learner were not ready in {timeout:.0f} s")
+        time.sleep(0.2)
+
+
 def run_once(
     model_path: Path,
     *,
@@ -157,15 +175,7 @@ def run_once(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    _get_json(f"{url}/api/training")
-                    break
-                except OSError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError("the server did not start") from None
-                    time.sleep(0.2)
+            _wait_until_ready(url, server)
             command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
             output = subprocess.run(
                 [*command, "-s", str(script), url], capture_output=True, text=True, check=True

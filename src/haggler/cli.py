@@ -436,6 +436,8 @@ def learn(parent: int | None, low_priority: bool) -> None:
 
     if parent is not None:
         _die_with(parent)
+    if low_priority:  # before the imports: loading torch takes seconds of CPU that serving needs
+        _lowest_cpu_priority()
 
     import torch
 
@@ -448,8 +450,6 @@ def learn(parent: int | None, low_priority: bool) -> None:
             f"no model at {settings.model_path}; train one first with `haggler train`"
         )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if low_priority:
-        _lowest_cpu_priority()
     torch.set_num_threads(1)
     engine = make_engine(settings.database_url)
     migrate(engine)

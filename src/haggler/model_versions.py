@@ -74,9 +74,12 @@ def publish(
     trained_from: datetime | None = None,
     reason: str | None = None,
     copy_of: int | None = None,
+    forget_old: bool = True,
 ) -> None:
     """Store `snapshot` as a new model version and make it serve, in the caller's transaction;
-    repo.Conflict if its version is taken or the serving one is no longer `expected_serving`."""
+    repo.Conflict if its version is taken or the serving one is no longer `expected_serving`.
+    With `forget_old`, old versions' weights are dropped in the same transaction (the learner,
+    which publishes several times a second, drops them in a transaction of its own instead)."""
     repo.publish_snapshot(
         snapshot.to_bytes(),
         session=session,
@@ -89,7 +92,8 @@ def publish(
         reason=reason,
         copy_of=copy_of,
     )
-    forget_old_weights(session)
+    if forget_old:
+        forget_old_weights(session)
 
 
 def forget_old_weights(session: Session) -> None:

@@ -198,6 +198,10 @@ class TrainingOut(BaseModel):
     learner_running: bool | None = Field(
         description="Whether the learner this service started is running (null: none started)."
     )
+    learner_ready: bool = Field(
+        description="Whether a learner (this service's or another's) has caught up with the "
+        "store and is learning from it; false while one starts, which takes seconds."
+    )
 
 
 class TrainingIn(BaseModel):

@@ -860,6 +860,12 @@ def claim_learner_lease(learner_id: int, *, session: Session, now: float, second
     return bool(swapped.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def learner_lease_held(*, session: Session, now: float) -> bool:
+    """Whether a learner holds the store's lease now (it claims it once it has caught up)."""
+    held = session.get(CounterRow, LEARNER_LEASE)
+    return held is not None and held.value >> 31 > now
+
+
 def release_learner_lease(learner_id: int, *, session: Session) -> None:
     """Give the lease up (a clean stop), so that another learner can take over at once."""
     session.execute(

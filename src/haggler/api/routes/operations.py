@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -73,6 +74,7 @@ def _training(runtime: Runtime, session: Session) -> TrainingOut:
         checkpoint_error=saved.checkpoint_error if saved else None,
         update_delay_median_s=float(np.median(delays)) if delays else None,
         learner_running=runtime.learner_alive() if runtime.learner_alive else None,
+        learner_ready=repo.learner_lease_held(session=session, now=time.time()),
     )
 
 
