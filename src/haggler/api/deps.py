@@ -71,11 +71,16 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+def bearer(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (None: no such header)."""
     if authorization is None:
         return None
     scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
+    return bearer(authorization)
 
 
 TokenDep = Annotated[str | None, Depends(bearer_token)]
