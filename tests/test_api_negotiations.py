@@ -122,6 +122,35 @@ def test_a_bad_price_is_a_4xx_and_changes_nothing(
     assert client.get(f"/api/negotiations/{negotiation_id}").json() == before
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"{not json", None),
+        (b"", None),
+        (b'{"price": "300.00"}', "move"),
+        (b'{"move": "haggle"}', "move"),
+        (b'{"move": "accept", "note": "hi"}', "note"),
+        (b'["accept"]', None),
+    ],
+)
+def test_a_malformed_move_is_a_422_naming_the_field_and_changes_nothing(
+    client: TestClient, start_external: Any, raw: bytes, field: str | None
+) -> None:
+    negotiation_id, seller, _ = start_external()
+    before = client.get(f"/api/negotiations/{negotiation_id}").json()
+    response = client.post(
+        f"/api/negotiations/{negotiation_id}/moves",
+        content=raw,
+        headers={**seller, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    problems = response.json()["detail"]
+    assert problems and all(problem["loc"][0] == "body" for problem in problems)
+    if field is not None:
+        assert any(field in problem["loc"] for problem in problems)
+    assert client.get(f"/api/negotiations/{negotiation_id}").json() == before
+
+
 def test_moves_out_of_turn_after_the_end_or_with_the_wrong_token_are_refused(
     client: TestClient, start_external: Any
 ) -> None:
