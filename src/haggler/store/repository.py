@@ -30,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, defer
 
 from haggler.agent import LoggedDecision, Transitions
@@ -208,30 +208,52 @@ def _compiled(
     return _DriverStatement(compiled.string, names, dict(compiled.params), converters)
 
 
+@dataclass(frozen=True)
+class _Ran:
+    rowcount: int
+    returned: tuple[Any, ...] | None
+    """The first row a RETURNING gave (None: the statement returns none)."""
+
+
 def _run(
     database: Database,
     statement: Executable,
     rows: Sequence[dict[str, Any]],
     columns: tuple[str, ...] | None = None,
-) -> Any:
-    """Run `statement` once per row on the driver's cursor of `database`'s connection; return
-    the cursor (its rowcount, or the row a RETURNING gave)."""
+) -> _Ran:
+    """Run `statement` once per row on the driver's cursor of `database`'s connection. A driver
+    error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...), and a connection
+    the server dropped is invalidated, as `Connection.execute` does."""
     if isinstance(database, Session):
         connection = database.connection()
     else:
         connection = database
         if not connection.in_transaction():  # the cursor alone would not begin one
             connection.begin()
-    prepared = _compiled(statement, columns, connection.dialect)
+    dialect = connection.dialect
+    prepared = _compiled(statement, columns, dialect)
     cursor: Any = connection.connection.cursor()
     try:
         if len(rows) == 1:
             cursor.execute(prepared.sql, prepared.parameters(rows[0]))
         else:
             cursor.executemany(prepared.sql, [prepared.parameters(row) for row in rows])
-    except connection.dialect.loaded_dbapi.IntegrityError as error:
-        raise IntegrityError(prepared.sql, None, error) from None
-    return cursor
+        returned = cursor.fetchone() if cursor.description is not None else None
+        return _Ran(cursor.rowcount, tuple(returned) if returned is not None else None)
+    except dialect.loaded_dbapi.Error as error:
+        dropped = dialect.is_disconnect(error, connection.connection, cursor)
+        if dropped:
+            connection.invalidate(error)
+        raise DBAPIError.instance(
+            prepared.sql,
+            None,
+            error,
+            dialect.loaded_dbapi.Error,
+            connection_invalidated=dropped,
+            dialect=dialect,
+        ) from None
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -282,8 +304,9 @@ def create_negotiation(
         "model_version": model_version,
         "created_at": created_at or datetime.now(UTC),
     }
-    cursor = _run(session, _INSERT_NEGOTIATION, [values], _NEGOTIATION_COLUMNS)
-    negotiation_id = int(cursor.fetchone()[0])
+    returned = _run(session, _INSERT_NEGOTIATION, [values], _NEGOTIATION_COLUMNS).returned
+    assert returned is not None  # INSERT ... RETURNING id
+    negotiation_id = int(returned[0])
     _add_turns(negotiation_id, state.transcript, first_seq=0, session=session)
     return negotiation_id
 
