@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from typing import Any
 
@@ -236,3 +237,40 @@ def test_listing_filters_and_pages(client: TestClient, start_external: Any) -> N
     assert client.get("/api/negotiations", params={"seller": "linear"}).json()["total"] == 3
     assert client.get("/api/negotiations", params={"limit": 0}).status_code == 422
     assert client.get("/api/negotiations/424242").status_code == 404
+
+
+def test_a_seller_who_disconnects_mid_body_gets_a_400_and_nothing_is_stored(
+    client: TestClient, start_external: Any
+) -> None:
+    negotiation_id, seller, _ = start_external()
+    before = client.get(f"/api/negotiations/{negotiation_id}").json()
+    path = f"/api/negotiations/{negotiation_id}/moves"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/json"),
+            (b"authorization", seller["Authorization"].encode()),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+    assert client.get(f"/api/negotiations/{negotiation_id}").json() == before

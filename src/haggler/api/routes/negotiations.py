@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
+from starlette.requests import ClientDisconnect
 
 from haggler import ab_testing
 from haggler.api.deps import Runtime, RuntimeDep, SessionDep, bearer, hash_token
@@ -281,7 +282,11 @@ async def seller_move(negotiation_id: NegotiationId, request: Request) -> Respon
     # validated by pydantic straight from its bytes (documented above, as FastAPI's docs do for
     # such routes), a Core connection rather than an ORM session, the answer serialised once.
     started = time.perf_counter()
-    body = _seller_move_in(await request.body())
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # the seller went away mid-request: nothing was stored
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body was cut off") from None
+    body = _seller_move_in(raw)
     runtime: Runtime = request.app.state.runtime
     token = bearer(request.headers.get("authorization"))
     with runtime.engine.connect() as connection:
