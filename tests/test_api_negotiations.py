@@ -274,3 +274,12 @@ def test_a_seller_who_disconnects_mid_body_gets_a_400_and_nothing_is_stored(
     asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
     assert sent[0]["status"] == 400
     assert client.get(f"/api/negotiations/{negotiation_id}").json() == before
+
+
+@pytest.mark.parametrize("raw_id", ["abc", "0", "-1", "99999999999", "1.5"])
+def test_a_move_to_a_malformed_negotiation_id_is_a_422_naming_the_path(
+    client: TestClient, raw_id: str
+) -> None:
+    response = client.post(f"/api/negotiations/{raw_id}/moves", json={"move": "accept"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "negotiation_id"]

@@ -10,13 +10,16 @@ import dataclasses
 import hmac
 import secrets
 import time
+import typing
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from fastapi.routing import APIRoute
+from pydantic import Field, TypeAdapter, ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
@@ -251,44 +254,65 @@ async def start(
     return negotiation_out(repo.get_negotiation(negotiation_id, session=session))
 
 
-@router.post(
-    "/{negotiation_id}/moves",
-    summary="An external seller's move; the agent answers at once",
-    response_model=SellerViewOut,
-    openapi_extra={
-        "parameters": [
-            {
-                "name": "authorization",
-                "in": "header",
-                "description": "`Bearer <seller token>` of this negotiation.",
-                "schema": {"type": "string"},
-            }
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": SellerMoveIn.model_json_schema()}},
-        },
-    },
-    responses={
-        **NOT_FOUND,
-        401: {"description": "No seller token."},
-        403: {"description": "The token is not this negotiation's."},
-        409: {"description": "Not the seller's turn, or the negotiation is over."},
-    },
-)
-async def seller_move(negotiation_id: NegotiationId, request: Request) -> Response:
-    # The service's hot path, so leaner than the other routes (measured: FastAPI's solving of
-    # the dependencies, body and header took a quarter of a move's CPU time): the body is
-    # validated by pydantic straight from its bytes (documented above, as FastAPI's docs do for
-    # such routes), a Core connection rather than an ORM session, the answer serialised once.
+class LeanRoute(APIRoute):
+    """A route whose parameters are read and validated by pydantic in one step, not by FastAPI's
+    dependency solving (measured: that took a fifth of a move's CPU time). FastAPI documents
+    the endpoint as usual, from its signature: `negotiation_id` from the path, `body` a JSON
+    model, `authorization` a header, `request` the request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        endpoint = self.endpoint
+        body_model = typing.get_type_hints(endpoint)["body"]
+
+        async def handler(request: Request) -> Response:
+            problems: list[dict[str, Any]] = []
+            try:
+                negotiation_id = _ID.validate_python(request.path_params["negotiation_id"])
+            except ValidationError as error:
+                problems += _located(error, "path", "negotiation_id")
+            try:
+                raw = await request.body()
+            except ClientDisconnect:  # the caller went away mid-request: nothing was stored
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body was cut off") from None
+            try:
+                body = body_model.model_validate_json(raw)
+            except ValidationError as error:
+                problems += _located(error, "body")
+            if problems:  # FastAPI's own 422
+                raise RequestValidationError(problems)
+            response: Response = await endpoint(
+                negotiation_id=negotiation_id,
+                body=body,
+                request=request,
+                authorization=request.headers.get("authorization"),
+            )
+            return response
+
+        return handler
+
+
+_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ID)])
+
+
+def _located(error: ValidationError, *where: str) -> list[dict[str, Any]]:
+    problems = error.errors(include_url=False, include_input=False)
+    return [{**problem, "loc": (*where, *problem["loc"])} for problem in problems]
+
+
+async def seller_move(
+    negotiation_id: NegotiationId,
+    body: SellerMoveIn,
+    request: Request,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <seller token>` of this negotiation.")
+    ] = None,
+) -> Response:
+    # The service's hot path, so leaner than the other routes: its parameters are read by
+    # `LeanRoute`, it writes through a Core connection rather than an ORM session, and its
+    # answer is serialised once, by pydantic.
     started = time.perf_counter()
-    try:
-        raw = await request.body()
-    except ClientDisconnect:  # the seller went away mid-request: nothing was stored
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the request body was cut off") from None
-    body = _seller_move_in(raw)
     runtime: Runtime = request.app.state.runtime
-    token = bearer(request.headers.get("authorization"))
+    token = bearer(authorization)
     with runtime.engine.connect() as connection:
         state, stored = _move(runtime, negotiation_id, body, token, connection)
     stored = dataclasses.replace(stored, state=state)
@@ -302,15 +326,20 @@ async def seller_move(negotiation_id: NegotiationId, request: Request) -> Respon
     return Response(seller_view(stored).model_dump_json(), media_type="application/json")
 
 
-def _seller_move_in(raw: bytes) -> SellerMoveIn:
-    """`raw` parsed and validated as a move; a 422 in FastAPI's own format if it is not one."""
-    try:
-        return SellerMoveIn.model_validate_json(raw)
-    except ValidationError as error:
-        problems = error.errors(include_url=False, include_input=False)
-        raise RequestValidationError(
-            [{**problem, "loc": ("body", *problem["loc"])} for problem in problems]
-        ) from None
+router.add_api_route(
+    "/{negotiation_id}/moves",
+    seller_move,
+    methods=["POST"],
+    route_class_override=LeanRoute,
+    summary="An external seller's move; the agent answers at once",
+    response_model=SellerViewOut,
+    responses={
+        **NOT_FOUND,
+        401: {"description": "No seller token."},
+        403: {"description": "The token is not this negotiation's."},
+        409: {"description": "Not the seller's turn, or the negotiation is over."},
+    },
+)
 
 
 def _move(
