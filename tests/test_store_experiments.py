@@ -185,3 +185,16 @@ def test_the_store_itself_refuses_a_second_running_test(session: Session) -> Non
     )
     with pytest.raises(IntegrityError):
         session.flush()
+
+
+def test_what_serving_processes_follow_is_read_in_one_statement(session: Session) -> None:
+    assert repo.followed(session=session) == repo.Followed(None, False, None, None)
+    repo.set_counter(repo.SERVING_VERSION, 4, session=session)
+    repo.set_counter(repo.TRAINING_ENABLED, 1, session=session)
+    test = experiments.start_ab_test(4, 5, 0.25, session=session)
+    assert repo.followed(session=session) == repo.Followed(4, True, test.id, 5)
+    experiments.end_ab_test(
+        test.id, session=session, status="rejected", decided_by="rule", reason="worse"
+    )
+    repo.set_counter(repo.TRAINING_ENABLED, 0, session=session)
+    assert repo.followed(session=session) == repo.Followed(4, False, None, None)

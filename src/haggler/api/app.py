@@ -133,31 +133,30 @@ def _start_learner(settings: Settings, runtime: Runtime) -> LearnerStop:
 
 
 async def _follow_store(runtime: Runtime) -> None:
-    """Act with the version the store names as serving, and follow the training switch."""
+    """Act with the version the store names as serving, and follow the training switch and
+    the A/B test. Each poll is one cheap read; weights are read only when they changed."""
     service = runtime.service
     while True:
         await asyncio.sleep(POLL_SECONDS)
         try:
-            with runtime.sessions() as session:
-                version = repo.serving_version(session=session)
-                enabled = repo.get_counter(repo.TRAINING_ENABLED, session=session) == 1
-                stored = (
-                    repo.get_snapshot(version, session=session)
-                    if version is not None and version != service.agent.snapshot.version
-                    else None
-                )
-                test = experiments.running_ab_test(session=session)
-                challenger = (
-                    repo.get_snapshot(test.challenger_version, session=session)
-                    if test is not None
-                    and (
-                        service.challenger is None
-                        or service.challenger.version != test.challenger_version
-                        or service.ab_test is None
-                        or service.ab_test[0] != test.id
-                    )
-                    else None
-                )
+            with runtime.engine.connect() as connection:
+                followed = repo.followed(session=connection)
+            version = followed.serving_version
+            new_serving = version is not None and version != service.agent.snapshot.version
+            new_test = followed.ab_test_id is not None and (
+                service.ab_test is None
+                or service.ab_test[0] != followed.ab_test_id
+                or service.challenger is None
+                or service.challenger.version != followed.challenger_version
+            )
+            stored = test = challenger = None
+            if new_serving or new_test:
+                with runtime.sessions() as session:
+                    if new_serving and version is not None:
+                        stored = repo.get_snapshot(version, session=session)
+                    test = experiments.running_ab_test(session=session) if new_test else None
+                    if test is not None:
+                        challenger = repo.get_snapshot(test.challenger_version, session=session)
         except OperationalError as error:  # busy database: the next poll tries again
             log.warning("could not read the serving model version (%s)", error.orig)
             continue
@@ -166,12 +165,12 @@ async def _follow_store(runtime: Runtime) -> None:
             continue
         if runtime.keep_learner_alive is not None:
             runtime.keep_learner_alive()
-        if enabled != service.enable_training:
-            service.set_training(enabled)
+        if followed.training_enabled != service.enable_training:
+            service.set_training(followed.training_enabled)
         try:
-            if test is None:
+            if followed.ab_test_id is None:
                 service.ab_test, service.challenger = None, None
-            elif challenger is not None and challenger.weights is not None:
+            elif test is not None and challenger is not None and challenger.weights is not None:
                 service.challenger = PolicySnapshot.from_bytes(
                     challenger.weights, challenger.version
                 )
