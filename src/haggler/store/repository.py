@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Dialect,
     Executable,
+    Insert,
     Table,
     Update,
     bindparam,
@@ -145,33 +146,6 @@ _REWARD_DECISION = (
     )
     .values(reward=bindparam("answered_reward"))
 )
-_NEGOTIATION_COLUMNS = (
-    "product_id",
-    "quantity",
-    "list_price",
-    "buyer_limit",
-    "max_rounds",
-    "seller_kind",
-    "seller_strategy",
-    "seller_seed",
-    "seller_token_hash",
-    "status",
-    "rounds",
-    "model_version",
-    "created_at",
-)
-_TURN_COLUMNS = ("negotiation_id", "seq", "party", "move", "price", "round")
-_DECISION_COLUMNS = (
-    "negotiation_id",
-    "round",
-    "observation",
-    "action_mask",
-    "move",
-    "propensity",
-    "model_version",
-    "reward",
-)
-
 Database = Session | Connection
 """A session or a Core connection: the hot path's writes take either (in its transaction)."""
 
@@ -216,13 +190,9 @@ class _Ran:
     """The first row a RETURNING gave (None: the statement returns none)."""
 
 
-def _run(
-    database: Database,
-    statement: Executable,
-    rows: Sequence[dict[str, Any]],
-    columns: tuple[str, ...] | None = None,
-) -> _Ran:
-    """Run `statement` once per row on the driver's cursor of `database`'s connection. A driver
+def _run(database: Database, statement: Executable, rows: Sequence[dict[str, Any]]) -> _Ran:
+    """Run `statement` once per row on the driver's cursor of `database`'s connection (an
+    INSERT sets the columns the rows name, in their order). A driver
     error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...), and a connection
     the server dropped is invalidated, as `Connection.execute` does."""
     if isinstance(database, Session):
@@ -232,6 +202,7 @@ def _run(
         if not connection.in_transaction():  # the cursor alone would not begin one
             connection.begin()
     dialect = connection.dialect
+    columns = tuple(rows[0]) if isinstance(statement, Insert) else None
     prepared = _compiled(statement, columns, dialect)
     cursor: Any = connection.connection.cursor()
     try:
@@ -305,7 +276,7 @@ def create_negotiation(
         "model_version": model_version,
         "created_at": created_at or datetime.now(UTC),
     }
-    returned = _run(session, _INSERT_NEGOTIATION, [values], _NEGOTIATION_COLUMNS).returned
+    returned = _run(session, _INSERT_NEGOTIATION, [values]).returned
     assert returned is not None  # INSERT ... RETURNING id
     negotiation_id = int(returned[0])
     _add_turns(negotiation_id, state.transcript, first_seq=0, session=session)
@@ -328,7 +299,7 @@ def _add_turns(
         }
         for offset, turn in enumerate(turns)
     ]
-    _run(session, _INSERT_TURNS, rows, _TURN_COLUMNS)
+    _run(session, _INSERT_TURNS, rows)
 
 
 def record_progress(
@@ -383,7 +354,7 @@ def record_progress(
                 "model_version": decision.model_version,
                 "reward": decision.reward,
             }
-            _run(session, _INSERT_DECISION, [row], _DECISION_COLUMNS)
+            _run(session, _INSERT_DECISION, [row])
     except IntegrityError:  # another request stored the same move first
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
 

@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import APIRouter, Header, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
@@ -262,12 +262,15 @@ class LeanRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         endpoint = self.endpoint
-        body_model = typing.get_type_hints(endpoint)["body"]
+        annotations = typing.get_type_hints(endpoint, include_extras=True)
+        # The path id's constraints are the ones the signature declares (and documents).
+        id_adapter: TypeAdapter[int] = TypeAdapter(annotations["negotiation_id"])
+        body_model = annotations["body"]
 
         async def handler(request: Request) -> Response:
             problems: list[dict[str, Any]] = []
             try:
-                negotiation_id = _ID.validate_python(request.path_params["negotiation_id"])
+                negotiation_id = id_adapter.validate_python(request.path_params["negotiation_id"])
             except ValidationError as error:
                 problems += _located(error, "path", "negotiation_id")
             try:
@@ -289,9 +292,6 @@ class LeanRoute(APIRoute):
             return response
 
         return handler
-
-
-_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=MAX_ID)])
 
 
 def _located(error: ValidationError, *where: str) -> list[dict[str, Any]]:
