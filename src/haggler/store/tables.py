@@ -87,10 +87,11 @@ class TurnRow(Base):
     """One move of the transcript; `seq` orders them (0 is the seller's opening ask)."""
 
     __tablename__ = "turns"
+    # Also the index of lookups by negotiation: one index less for every move to write.
     __table_args__ = (UniqueConstraint("negotiation_id", "seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    negotiation_id: Mapped[int] = mapped_column(ForeignKey("negotiations.id"), index=True)
+    negotiation_id: Mapped[int] = mapped_column(ForeignKey("negotiations.id"))
     seq: Mapped[int] = mapped_column(Integer)
     party: Mapped[str] = mapped_column(String(10))
     move: Mapped[str] = mapped_column(String(20))
@@ -103,10 +104,11 @@ class DecisionRow(Base):
     for off-policy evaluation. `reward` is known once the seller has answered."""
 
     __tablename__ = "decisions"
+    # Also the index of lookups by negotiation (see TurnRow).
     __table_args__ = (UniqueConstraint("negotiation_id", "round"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    negotiation_id: Mapped[int] = mapped_column(ForeignKey("negotiations.id"), index=True)
+    negotiation_id: Mapped[int] = mapped_column(ForeignKey("negotiations.id"))
     round: Mapped[int] = mapped_column(Integer)
     observation: Mapped[list[float]] = mapped_column(JSON)
     action_mask: Mapped[list[bool]] = mapped_column(JSON)
