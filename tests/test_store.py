@@ -7,6 +7,9 @@ every test here on PostgreSQL too; `.ci/run` does.
 from __future__ import annotations
 
 import functools
+import sqlite3
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +48,63 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'deep' / 'folder' / 'h.db'}")
     with engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    engine.dispose()
+
+
+def test_folding_the_log_lets_it_start_over_although_a_read_was_running(tmp_path: Path) -> None:
+    """Under steady traffic some read is always running when the learner folds the log: the
+    log must still start over, or it grows until a serving process folds it in a request."""
+    path = tmp_path / "h.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    writer = sqlite3.connect(path, isolation_level=None)
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    def write(rows: int) -> None:
+        for i in range(rows):
+            writer.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (f"c{i}", i))
+
+    def log_frames() -> int:
+        return int(writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+
+    write(300)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM counters").fetchone()  # a read of the log as it was
+    writer.execute("UPDATE counters SET value = value + 1")  # written after the read began
+    ending = threading.Timer(0.2, lambda: reader.execute("COMMIT"))
+    ending.start()
+    with session_factory(engine)() as session:
+        frames = repo.checkpoint_write_ahead_log(session=session, wait_ms=5000)
+    assert frames > repo.WAL_RESTART_FRAMES
+    ending.join()
+    writer.execute("INSERT INTO counters (name, value) VALUES ('after', 1)")
+    assert log_frames() <= 4  # the log started over: only the last write is in it
+    writer.close()
+    reader.close()
+    engine.dispose()
+
+
+def test_a_long_read_makes_folding_the_log_give_up_rather_than_hold_writers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "h.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    writer = sqlite3.connect(path, isolation_level=None)
+    reader = sqlite3.connect(path, isolation_level=None)
+    for i in range(300):
+        writer.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (f"c{i}", i))
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM counters").fetchone()  # a read that outlasts the fold
+    with session_factory(engine)() as session:
+        started = time.monotonic()
+        repo.checkpoint_write_ahead_log(session=session)
+        assert time.monotonic() - started < 1.0  # not the usual 5 s wait for a lock
+        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == 5000  # as it was
+    writer.execute("INSERT INTO counters (name, value) VALUES ('after', 1)")  # writers go on
+    reader.execute("COMMIT")
+    writer.close()
+    reader.close()
     engine.dispose()
 
 

@@ -151,7 +151,7 @@ class StoreLearner:
         now = time.time()
         if self._lease_until - now > LEASE_SECONDS / 2:
             return True
-        with self.sessions() as session:
+        with _normal_cpu_priority(), self.sessions() as session:  # a write, however small
             held = repo.claim_learner_lease(
                 self.learner_id, session=session, now=now, seconds=LEASE_SECONDS
             )
@@ -167,7 +167,7 @@ class StoreLearner:
 
     def release(self) -> None:
         """Give up the lease (a clean stop): a learner standing by takes over at once."""
-        with self.sessions() as session:
+        with _normal_cpu_priority(), self.sessions() as session:
             repo.release_learner_lease(self.learner_id, session=session)
             session.commit()
         self._lease_until = 0.0
@@ -312,7 +312,8 @@ class StoreLearner:
         with _normal_cpu_priority(), self.sessions() as session:
             model_versions.forget_old_weights(session)
             session.commit()
-        with self.sessions() as session:
+        # At normal priority too: the RESTART pass holds the store's writers back while it runs.
+        with _normal_cpu_priority(), self.sessions() as session:
             repo.checkpoint_write_ahead_log(session=session)
 
 

@@ -42,8 +42,9 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
-    # The learner folds the log into the database every second (PASSIVE, blocking no one);
-    # a serving process only does it past 40 MB, so a request almost never pays for it.
+    # The learner folds the log into the database every second and lets it start over
+    # (`repository.checkpoint_write_ahead_log`); a serving process only does it past 40 MB, so
+    # a request pays for it only when no learner runs.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
