@@ -312,7 +312,8 @@ class StoreLearner:
         with _normal_cpu_priority(), self.sessions() as session:
             model_versions.forget_old_weights(session)
             session.commit()
-        # At normal priority too: the RESTART pass holds the store's writers back while it runs.
+        # At normal priority too: the RESTART pass holds the store's writers back while it runs,
+        # and a PASSIVE pass starved at the lowest priority would leave it more to copy.
         with _normal_cpu_priority(), self.sessions() as session:
             repo.checkpoint_write_ahead_log(session=session)
 

@@ -43,8 +43,8 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     # The learner folds the log into the database every second and lets it start over
-    # (`repository.checkpoint_write_ahead_log`); a serving process only does it past 40 MB, so
-    # a request pays for it only when no learner runs.
+    # (`repository.checkpoint_write_ahead_log`); a serving process only does it past 40 MB,
+    # which a request reaches when no learner runs or long reads keep the log from starting over.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
