@@ -10,6 +10,7 @@ import functools
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,24 +52,30 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_folding_the_log_lets_it_start_over_although_a_read_was_running(tmp_path: Path) -> None:
-    """Under steady traffic some read is always running when the learner folds the log: the
-    log must still start over, or it grows until a serving process folds it in a request."""
+@pytest.fixture
+def busy_log(tmp_path: Path) -> Iterator[tuple[Engine, sqlite3.Connection, sqlite3.Connection]]:
+    """An SQLite store whose log holds 300 writes, a writer that never folds the log itself,
+    and a reader."""
     path = tmp_path / "h.db"
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
     writer = sqlite3.connect(path, isolation_level=None)
     writer.execute("PRAGMA wal_autocheckpoint=0")  # only the checkpoint under test folds the log
     reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for i in range(300):
+        writer.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (f"c{i}", i))
+    yield engine, writer, reader
+    writer.close()
+    reader.close()
+    engine.dispose()
 
-    def write(rows: int) -> None:
-        for i in range(rows):
-            writer.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (f"c{i}", i))
 
-    def log_frames() -> int:
-        return int(writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
-
-    write(300)
+def test_folding_the_log_lets_it_start_over_although_a_read_was_running(
+    busy_log: tuple[Engine, sqlite3.Connection, sqlite3.Connection],
+) -> None:
+    """Under steady traffic some read is always running when the learner folds the log: the
+    log must still start over, or it grows until a serving process folds it in a request."""
+    engine, writer, reader = busy_log
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM counters").fetchone()  # a read of the log as it was
     writer.execute("UPDATE counters SET value = value + 1")  # written after the read began
@@ -79,23 +86,14 @@ def test_folding_the_log_lets_it_start_over_although_a_read_was_running(tmp_path
     assert frames > repo.WAL_RESTART_FRAMES
     ending.join()
     writer.execute("INSERT INTO counters (name, value) VALUES ('after', 1)")
-    assert log_frames() <= 4  # the log started over: only the last write is in it
-    writer.close()
-    reader.close()
-    engine.dispose()
+    log_frames = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+    assert log_frames <= 4  # the log started over: only the last write is in it
 
 
 def test_a_long_read_makes_folding_the_log_give_up_rather_than_hold_writers(
-    tmp_path: Path,
+    busy_log: tuple[Engine, sqlite3.Connection, sqlite3.Connection],
 ) -> None:
-    path = tmp_path / "h.db"
-    engine = make_engine(f"sqlite:///{path}")
-    migrate(engine)
-    writer = sqlite3.connect(path, isolation_level=None)
-    writer.execute("PRAGMA wal_autocheckpoint=0")
-    reader = sqlite3.connect(path, isolation_level=None)
-    for i in range(300):
-        writer.execute("INSERT INTO counters (name, value) VALUES (?, ?)", (f"c{i}", i))
+    engine, writer, reader = busy_log
     reader.execute("BEGIN")
     reader.execute("SELECT count(*) FROM counters").fetchone()  # a read that outlasts the fold
     with session_factory(engine)() as session:
@@ -105,9 +103,6 @@ def test_a_long_read_makes_folding_the_log_give_up_rather_than_hold_writers(
         assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == 5000  # as it was
     writer.execute("INSERT INTO counters (name, value) VALUES ('after', 1)")  # writers go on
     reader.execute("COMMIT")
-    writer.close()
-    reader.close()
-    engine.dispose()
 
 
 def test_the_seed_catalogue_goes_in_once_and_prices_stay_exact(session: Session) -> None:

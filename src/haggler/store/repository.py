@@ -194,8 +194,10 @@ def _run(database: Database, statement: Executable, rows: Sequence[dict[str, Any
     """Run `statement` once per row on the driver's cursor of `database`'s connection (an
     INSERT sets the columns the rows name, in their order). A driver
     error is raised as SQLAlchemy's (IntegrityError, OperationalError, ...), and a connection
-    the server dropped is invalidated, as `Connection.execute` does."""
+    the server dropped is invalidated, as `Connection.execute` does. A session's pending
+    changes are flushed first, as `Session.execute` does."""
     if isinstance(database, Session):
+        database.flush()  # nothing to do, and next to free, when nothing is pending
         connection = database.connection()
     else:
         connection = database
