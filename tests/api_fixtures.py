@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from haggler.agent import BuyerAgent
 from haggler.api.app import create_app
 from haggler.config import DQNConfig, Settings
+from haggler.learning.dqn import BuyerAgent
 from haggler.store.database import make_engine
 
 POSTGRES_URL = os.environ.get("HAGGLER_TEST_POSTGRES_URL")

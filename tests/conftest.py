@@ -9,9 +9,9 @@ import torch
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from haggler.catalogue import SEED_CATALOGUE
 from haggler.config import DQNConfig
-from haggler.negotiation import (
+from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.negotiation import (
     Action,
     NegotiationState,
     Party,
@@ -19,7 +19,7 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
-from haggler.scenarios import Played, Scenario
+from haggler.core.scenarios import Played, Scenario
 
 # The API tests' fixtures live in their own module, registered here for the whole suite.
 pytest_plugins = ["api_fixtures", "store_fixtures"]

@@ -8,7 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from haggler.ab_testing import (
+from haggler.core.negotiation import episode_return
+from haggler.core.scenarios import play, scenario_suite
+from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.policy.baselines import BASELINES
+from haggler.safety.ab_testing import (
     ArmOutcome,
     StoppingRule,
     _first_stop,
@@ -22,10 +26,6 @@ from haggler.ab_testing import (
     simulate_tests,
     summarise_arm,
 )
-from haggler.baselines import BASELINES
-from haggler.negotiation import episode_return
-from haggler.scenarios import play, scenario_suite
-from haggler.sellers import TRAINING_STRATEGIES
 
 LINEAR = next(b for b in BASELINES if b.name == "linear")
 

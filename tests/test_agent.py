@@ -10,20 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from haggler.agent import (
-    CHECKPOINT_FORMAT,
-    AgentBuyer,
-    BuyerAgent,
-    ModelFileError,
-    Transitions,
-    masked_greedy,
-)
 from haggler.config import DQNConfig
-from haggler.env import NegotiationEnv
-from haggler.exploration import Exploration
-from haggler.features import N_MOVES, OBSERVATION_NAMES, OBSERVATION_SIZE, BuyerMove
-from haggler.scenarios import play, scenario_suite
-from haggler.sellers import ALL_STRATEGIES
+from haggler.core.env import NegotiationEnv
+from haggler.core.features import N_MOVES, OBSERVATION_NAMES, OBSERVATION_SIZE, BuyerMove
+from haggler.core.scenarios import play, scenario_suite
+from haggler.core.sellers import ALL_STRATEGIES
+from haggler.core.transitions import Transitions
+from haggler.learning.dqn import CHECKPOINT_FORMAT, BuyerAgent
+from haggler.policy.exploration import Exploration
+from haggler.policy.snapshot import AgentBuyer, ModelFileError, masked_greedy
 
 TARGET_MOVE = BuyerMove.CONCEDE_25
 
@@ -164,7 +159,7 @@ def test_the_same_seed_builds_the_same_network(tiny_config: DQNConfig) -> None:
 
 
 def test_the_agent_plays_whole_negotiations_by_the_rules(agent: BuyerAgent) -> None:
-    buyer = AgentBuyer(agent)
+    buyer = AgentBuyer(agent.snapshot)
     assert buyer.name == "agent"
     for scenario in scenario_suite(60, 4, ALL_STRATEGIES):
         state = play(scenario, buyer).state

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from haggler.catalogue import SEED_CATALOGUE
+from haggler.core.catalogue import SEED_CATALOGUE
 
 
 def test_a_fresh_store_is_seeded_with_the_catalogue(client: TestClient) -> None:

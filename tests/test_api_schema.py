@@ -16,9 +16,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from haggler.agent import BuyerAgent
 from haggler.api.app import create_app
 from haggler.config import DQNConfig, Settings
+from haggler.learning.dqn import BuyerAgent
 
 
 @pytest.fixture

@@ -7,17 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import opened, states
-from haggler.baselines import BASELINES, AcceptFirstBuyer, TimeBasedBuyer
-from haggler.negotiation import (
-    Action,
-    Move,
-    NegotiationState,
-    Outcome,
-    Party,
-    apply_move,
-)
-from haggler.scenarios import Buyer, play, scenario_suite
-from haggler.sellers import ALL_STRATEGIES
+from haggler.core.negotiation import Action, Move, NegotiationState, Outcome, Party, apply_move
+from haggler.core.scenarios import Buyer, play, scenario_suite
+from haggler.core.sellers import ALL_STRATEGIES
+from haggler.policy.baselines import BASELINES, AcceptFirstBuyer, TimeBasedBuyer
 
 BY_NAME = {baseline.name: baseline for baseline in BASELINES}
 SUITE = scenario_suite(120, seed=11, strategies=ALL_STRATEGIES)

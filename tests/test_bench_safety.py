@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from haggler import bench_safety as bs
-from haggler.bench_safety import jobs
-from haggler.catalogue import SEED_CATALOGUE
-from haggler.negotiation import (
+from haggler.bench import safety as bs
+from haggler.bench.safety import jobs
+from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.negotiation import (
     Action,
     Move,
     Outcome,
@@ -22,7 +22,7 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
-from haggler.sellers import (
+from haggler.core.sellers import (
     ALL_STRATEGIES,
     HELD_OUT_STRATEGIES,
     TRAINING_STRATEGIES,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from haggler.catalogue import SEED_CATALOGUE, Product, find_product
-from haggler.negotiation import money
+from haggler.core.catalogue import SEED_CATALOGUE, Product, find_product
+from haggler.core.negotiation import money
 
 
 def test_the_seed_catalogue_is_small_realistic_and_valid() -> None:

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from haggler.agent import BuyerAgent
-from haggler.checkpoints import (
+from haggler.config import DQNConfig
+from haggler.learning.checkpoints import (
     CheckpointError,
     checkpoint_name,
     list_checkpoints,
     resolve_checkpoint,
     save_checkpoint,
 )
-from haggler.config import DQNConfig
+from haggler.learning.dqn import BuyerAgent
 
 START = datetime(2023, 12, 25, 12, 0, 0, tzinfo=UTC)
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 from click.testing import CliRunner, Result
 
-from haggler.agent import BuyerAgent
-from haggler.catalogue import SEED_CATALOGUE
-from haggler.cli import cli, main
+from haggler.cli.main import cli, main
 from haggler.config import Settings
-from haggler.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+from haggler.learning.dqn import BuyerAgent
 
 HAGGLER = Path(sys.executable).with_name("haggler")
 SETTING_NAMES = [name.upper() for name in Settings.model_fields]
@@ -367,7 +367,7 @@ def test_the_haggler_executable_reports_bad_input_in_one_line(
 def checkpoint_folder(files: dict[str, Path], isolated: Path) -> Path:
     from datetime import UTC, datetime
 
-    from haggler.checkpoints import save_checkpoint
+    from haggler.learning.checkpoints import save_checkpoint
 
     agent = BuyerAgent.from_file(files["model"])
     folder = isolated / "models" / "checkpoints"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from haggler import model_versions
-from haggler.agent import BuyerAgent
 from haggler.config import DQNConfig
-from haggler.store import repository as repo
+from haggler.learning.dqn import BuyerAgent
+from haggler.serving import model_versions
+from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
 from test_cli import assert_one_line_error, invoke, isolated, run_main  # noqa: F401
 
@@ -32,7 +32,7 @@ def store(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F81
     model_versions.ensure_serving(model, sessions)
     other = BuyerAgent(DQNConfig(hidden_sizes=(32,), seed=1))
     with sessions() as session:
-        repo.publish_snapshot(
+        snapshot_store.publish_snapshot(
             dataclasses.replace(other.snapshot, version=2).to_bytes(),
             session=session,
             version=2,
@@ -40,7 +40,7 @@ def store(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F81
             source="training",
             negotiations=0,
         )
-        repo.swap_serving(1, expected_serving=2, session=session)  # 1 serves again
+        snapshot_store.swap_serving(1, expected_serving=2, session=session)  # 1 serves again
         session.commit()
     engine.dispose()
     return model_path

@@ -11,8 +11,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from haggler.agent import BuyerAgent
 from haggler.config import DQNConfig
+from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx2 as httpx
 import torch
 
-from haggler.agent import BuyerAgent
 from haggler.config import DQNConfig
-from haggler.features import N_MOVES, BuyerMove
+from haggler.core.features import N_MOVES, BuyerMove
+from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
 OPERATOR = {"Authorization": "Bearer op"}

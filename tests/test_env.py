@@ -8,11 +8,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import haggler  # noqa: F401 - registers the environment
-from haggler.catalogue import SEED_CATALOGUE
-from haggler.env import ENV_ID, NegotiationEnv
-from haggler.features import N_MOVES, OBSERVATION_SIZE, BuyerMove, counter_price
-from haggler.negotiation import Move, Outcome, Party, RewardConfig, Terms
-from haggler.scenarios import Scenario
+from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.env import ENV_ID, NegotiationEnv
+from haggler.core.features import N_MOVES, OBSERVATION_SIZE, BuyerMove, counter_price
+from haggler.core.negotiation import Move, Outcome, Party, RewardConfig, Terms
+from haggler.core.scenarios import Scenario
 
 CHAIR = SEED_CATALOGUE[0]
 

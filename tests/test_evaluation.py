@@ -11,8 +11,11 @@ import pytest
 from scipy import stats
 
 from conftest import played_at
-from haggler.baselines import BASELINES
-from haggler.evaluation import (
+from haggler.core.negotiation import Action, NegotiationState
+from haggler.core.scenarios import Buyer, play, scenario_suite
+from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.policy.baselines import BASELINES
+from haggler.safety.evaluation import (
     Evaluation,
     evaluate,
     format_evaluation,
@@ -21,12 +24,6 @@ from haggler.evaluation import (
     proportion_ci,
     summarise,
 )
-from haggler.negotiation import (
-    Action,
-    NegotiationState,
-)
-from haggler.scenarios import Buyer, play, scenario_suite
-from haggler.sellers import TRAINING_STRATEGIES
 
 BY_NAME = {baseline.name: baseline for baseline in BASELINES}
 SUITE = scenario_suite(150, 3, TRAINING_STRATEGIES)

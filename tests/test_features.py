@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 
 from conftest import opened, states
-from haggler.env import NegotiationEnv
-from haggler.features import (
+from haggler.core.env import NegotiationEnv
+from haggler.core.features import (
     ANCHOR_SHARE,
     CONCESSION_SHARE,
     N_MOVES,
@@ -20,7 +20,7 @@ from haggler.features import (
     observe,
     to_action,
 )
-from haggler.negotiation import Action, NegotiationState, Party, ProtocolError, apply_move
+from haggler.core.negotiation import Action, NegotiationState, Party, ProtocolError, apply_move
 
 COUNTER_MOVES = sorted(CONCESSION_SHARE, key=CONCESSION_SHARE.__getitem__)
 OBSERVATION_SPACE = NegotiationEnv().observation_space
@@ -138,7 +138,7 @@ def test_observations_track_time_left() -> None:
 
 
 def test_every_legal_counter_is_accepted_by_the_protocol_even_for_an_unrounded_limit() -> None:
-    from haggler.negotiation import Party, Terms, apply_move, open_negotiation
+    from haggler.core.negotiation import Party, Terms, apply_move, open_negotiation
 
     terms = Terms(100.0, 100.006)
     assert terms.buyer_limit == 100.01  # the limit is stored in cents

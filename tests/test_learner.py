@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from haggler.agent import BuyerAgent, Transitions
-from haggler.checkpoints import list_checkpoints
 from haggler.config import DQNConfig
-from haggler.features import N_MOVES, OBSERVATION_SIZE
-from haggler.learner import LearnerConfig, OnlineLearner
+from haggler.core.features import N_MOVES, OBSERVATION_SIZE
+from haggler.core.transitions import Transitions
+from haggler.learning.checkpoints import list_checkpoints
+from haggler.learning.dqn import BuyerAgent
+from haggler.learning.learner import LearnerConfig, OnlineLearner
 
 
 def experiences(count: int, seed: int = 0) -> Transitions:

@@ -11,12 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from haggler import model_versions
 from haggler.api.app import create_app
-from haggler.checkpoints import list_checkpoints
 from haggler.config import Settings
-from haggler.learner_process import LearnerProcess, StoreLearner
-from haggler.store import repository as repo
+from haggler.learning.checkpoints import list_checkpoints
+from haggler.learning.learner_process import LearnerProcess, StoreLearner
+from haggler.serving import model_versions
+from haggler.store import experiences as experience_store
+from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, session_factory
 from test_api_operations import OPERATOR, play, wait_for
 
@@ -36,7 +37,7 @@ def sessions(external: Settings) -> Iterator[sessionmaker[Session]]:
 
 def serving(sessions: sessionmaker[Session]) -> int | None:
     with sessions() as session:
-        return repo.serving_version(session=session)
+        return snapshot_store.serving_version(session=session)
 
 
 def test_with_training_off_experiences_are_kept_but_no_version_is_published(
@@ -123,7 +124,7 @@ def test_after_a_restore_the_learner_learns_on_from_the_restored_checkpoint(
         learner.step()
         assert learner.version is not None and learner.version > restored
         with sessions() as session:
-            log = repo.model_log(session=session, limit=3)
+            log = snapshot_store.model_log(session=session, limit=3)
         assert [m.source for m in log] == ["training", "restore", "training"]
 
 
@@ -142,7 +143,7 @@ def test_a_learner_that_lost_the_race_to_a_restore_publishes_nothing(
         assert learner.step() == 0
         assert serving(sessions) == restored and learner.version == stale
         with sessions() as session:  # the negotiation waits for the next step, not lost
-            assert len(repo.negotiations_to_learn(session=session, limit=10)) == 1
+            assert len(experience_store.negotiations_to_learn(session=session, limit=10)) == 1
 
 
 def test_one_learner_at_a_time_and_a_standby_takes_over_when_it_stops(
@@ -181,8 +182,8 @@ def test_old_weights_are_dropped_by_the_tidy_step_not_while_publishing(
         def with_weights() -> int:
             with sessions() as session:
                 return sum(
-                    repo.get_snapshot(m.version, session=session).weights is not None
-                    for m in repo.model_log(session=session, limit=100)
+                    snapshot_store.get_snapshot(m.version, session=session).weights is not None
+                    for m in snapshot_store.model_log(session=session, limit=100)
                 )
 
         assert with_weights() == 5  # the starter and four updates: nothing dropped yet

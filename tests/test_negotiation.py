@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import opened
-from haggler.negotiation import (
+from haggler.core.negotiation import (
     MAX_PRICE,
     Action,
     Move,

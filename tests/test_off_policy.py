@@ -10,12 +10,17 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from haggler.agent import AgentBuyer, BuyerAgent, PolicySnapshot
+from haggler.bench.ope_honesty import format_honesty, honesty_trials
 from haggler.config import DQNConfig
-from haggler.exploration import GREEDY, Exploration, move_probabilities
-from haggler.features import N_MOVES, OBSERVATION_SIZE, BuyerMove
-from haggler.negotiation import episode_return
-from haggler.off_policy import (
+from haggler.core.features import N_MOVES, OBSERVATION_SIZE, BuyerMove
+from haggler.core.negotiation import episode_return
+from haggler.core.scenarios import play, scenario_suite
+from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.learning.dqn import BuyerAgent
+from haggler.learning.pretraining import PretrainConfig, pretrain
+from haggler.policy.exploration import GREEDY, Exploration, move_probabilities
+from haggler.policy.snapshot import AgentBuyer, PolicySnapshot
+from haggler.safety.off_policy import (
     LoggedEpisode,
     OffPolicyEstimate,
     TrajectoryWeights,
@@ -31,10 +36,6 @@ from haggler.off_policy import (
     trajectory_weights,
     wdr,
 )
-from haggler.ope_honesty import format_honesty, honesty_trials
-from haggler.scenarios import play, scenario_suite
-from haggler.sellers import TRAINING_STRATEGIES
-from haggler.training import PretrainConfig, pretrain
 
 UNIFORM = 1.0 / N_MOVES
 """The propensity of every move under a uniformly random behaviour with all moves legal."""

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from haggler import online_stream
-from haggler.bench_safety import POISONERS, POPULATION_B
+from haggler.bench import online_stream
+from haggler.bench.safety import POISONERS, POPULATION_B
 from haggler.config import DQNConfig
-from haggler.promotion import GateConfig
-from haggler.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
-from haggler.training import PretrainConfig
+from haggler.core.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
+from haggler.learning.pretraining import PretrainConfig
+from haggler.safety.promotion import GateConfig
 
 TINY = DQNConfig(hidden_sizes=(32,), batch_size=32, buffer_size=5_000, target_update_interval=50)
 TINY_PRETRAIN = PretrainConfig(

@@ -9,15 +9,16 @@ import json
 import numpy as np
 import pytest
 
-from haggler.agent import BuyerAgent, PolicySnapshot
 from haggler.config import DQNConfig
-from haggler.exploration import Exploration
-from haggler.features import BuyerMove
-from haggler.off_policy import LoggedEpisode, play_logged
-from haggler.promotion import GateConfig, gate_suite, judge
-from haggler.scenarios import scenario_suite
-from haggler.sellers import TRAINING_STRATEGIES
-from haggler.training import PretrainConfig, pretrain
+from haggler.core.features import BuyerMove
+from haggler.core.scenarios import scenario_suite
+from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.learning.dqn import BuyerAgent
+from haggler.learning.pretraining import PretrainConfig, pretrain
+from haggler.policy.exploration import Exploration
+from haggler.policy.snapshot import PolicySnapshot
+from haggler.safety.off_policy import LoggedEpisode, play_logged
+from haggler.safety.promotion import GateConfig, gate_suite, judge
 
 FAST = GateConfig(suite_episodes=200, resamples=500)
 """A smaller suite and fewer resamples than the service's, to keep the tests quick."""

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from haggler.ab_testing import ArmOutcome, outcomes_of
-from haggler.baselines import BASELINES
-from haggler.rollback import (
+from haggler.core.scenarios import scenario_suite
+from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.policy.baselines import BASELINES
+from haggler.safety.ab_testing import ArmOutcome, outcomes_of
+from haggler.safety.rollback import (
     MonitorConfig,
     _first_alarm,
     _p_values,
@@ -20,8 +22,6 @@ from haggler.rollback import (
     detection_simulation,
     format_detection,
 )
-from haggler.scenarios import scenario_suite
-from haggler.sellers import TRAINING_STRATEGIES
 
 LINEAR = next(b for b in BASELINES if b.name == "linear")
 CONFIG = MonitorConfig()

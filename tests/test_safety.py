@@ -12,14 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from haggler import model_versions
-from haggler.agent import PolicySnapshot
 from haggler.api.app import create_app
 from haggler.config import Settings
-from haggler.features import N_MOVES, BuyerMove
-from haggler.safety import SafeLearning
+from haggler.core.features import N_MOVES, BuyerMove
+from haggler.policy.snapshot import PolicySnapshot
+from haggler.safety.safe_learning import SafeLearning
+from haggler.serving import model_versions
 from haggler.store import experiments
-from haggler.store import repository as repo
+from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, session_factory
 from test_api_operations import OPERATOR, wait_for
 
@@ -56,7 +56,7 @@ def serve(sessions: sessionmaker[Session], snapshot: PolicySnapshot) -> None:
         model_versions.publish(
             session,
             snapshot,
-            expected_serving=repo.serving_version(session=session),
+            expected_serving=snapshot_store.serving_version(session=session),
             source="training",
             negotiations=0,
         )

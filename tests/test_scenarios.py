@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import played_at
-from haggler.baselines import BASELINES
-from haggler.catalogue import SEED_CATALOGUE
-from haggler.scenarios import (
-    MAX_ROUNDS_RANGE,
-    draw_scenario,
-    play,
-    scenario_suite,
-)
-from haggler.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
+from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.scenarios import MAX_ROUNDS_RANGE, draw_scenario, play, scenario_suite
+from haggler.core.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
+from haggler.policy.baselines import BASELINES
 
 CHAIR = SEED_CATALOGUE[0]
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from haggler.catalogue import SEED_CATALOGUE
-from haggler.negotiation import (
+from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.negotiation import (
     Action,
     Move,
     NegotiationState,
@@ -22,7 +22,7 @@ from haggler.negotiation import (
     apply_move,
     open_negotiation,
 )
-from haggler.sellers import (
+from haggler.core.sellers import (
     ALL_STRATEGIES,
     HELD_OUT_STRATEGIES,
     TRAINING_STRATEGIES,

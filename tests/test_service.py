@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from haggler.agent import BuyerAgent, ModelFileError
-from haggler.checkpoints import list_checkpoints
 from haggler.config import DQNConfig, Settings
-from haggler.negotiation import Outcome
-from haggler.service import NegotiationService
+from haggler.core.negotiation import Outcome
+from haggler.learning.checkpoints import list_checkpoints
+from haggler.learning.dqn import BuyerAgent
+from haggler.policy.snapshot import ModelFileError
+from haggler.serving.service import NegotiationService
 
 
 @pytest.fixture

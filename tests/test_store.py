@@ -21,10 +21,16 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
-from haggler.agent import LoggedDecision
-from haggler.catalogue import SEED_CATALOGUE, Product
-from haggler.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
-from haggler.store import repository as repo
+from haggler.core.catalogue import SEED_CATALOGUE, Product
+from haggler.core.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
+from haggler.core.transitions import LoggedDecision
+from haggler.store import base as store
+from haggler.store import catalogue as catalogue_store
+from haggler.store import counters, maintenance
+from haggler.store import experiences as experience_store
+from haggler.store import metrics as metric_store
+from haggler.store import negotiations as negotiation_store
+from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
 from haggler.store.tables import Base, CounterRow
 
@@ -39,10 +45,10 @@ def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> N
 
 
 def test_migrating_twice_changes_nothing(engine: Engine, session: Session) -> None:
-    repo.seed_catalogue(session=session)
+    catalogue_store.seed_catalogue(session=session)
     session.commit()
     migrate(engine)
-    assert len(repo.list_products(session=session)) == len(SEED_CATALOGUE)
+    assert len(catalogue_store.list_products(session=session)) == len(SEED_CATALOGUE)
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
@@ -82,8 +88,8 @@ def test_folding_the_log_lets_it_start_over_although_a_read_was_running(
     ending = threading.Timer(0.2, lambda: reader.execute("COMMIT"))
     ending.start()
     with session_factory(engine)() as session:
-        frames = repo.checkpoint_write_ahead_log(session=session, wait_ms=5000)
-    assert frames > repo.WAL_RESTART_FRAMES
+        frames = maintenance.checkpoint_write_ahead_log(session=session, wait_ms=5000)
+    assert frames > maintenance.WAL_RESTART_FRAMES
     ending.join()
     writer.execute("INSERT INTO counters (name, value) VALUES ('after', 1)")
     log_frames = writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
@@ -98,7 +104,9 @@ def test_a_long_read_makes_folding_the_log_give_up_rather_than_hold_writers(
     reader.execute("SELECT count(*) FROM counters").fetchone()  # a read that outlasts the fold
     with session_factory(engine)() as session:
         started = time.monotonic()
-        assert repo.checkpoint_write_ahead_log(session=session) > repo.WAL_RESTART_FRAMES
+        assert (
+            maintenance.checkpoint_write_ahead_log(session=session) > maintenance.WAL_RESTART_FRAMES
+        )
         assert time.monotonic() - started < 1.0  # not the usual 5 s wait for a lock
         assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == 5000  # as it was
     writer.execute("INSERT INTO counters (name, value) VALUES ('after', 1)")  # writers go on
@@ -106,28 +114,28 @@ def test_a_long_read_makes_folding_the_log_give_up_rather_than_hold_writers(
 
 
 def test_the_seed_catalogue_goes_in_once_and_prices_stay_exact(session: Session) -> None:
-    assert repo.seed_catalogue(session=session) == len(SEED_CATALOGUE)
-    assert repo.seed_catalogue(session=session) == 0
+    assert catalogue_store.seed_catalogue(session=session) == len(SEED_CATALOGUE)
+    assert catalogue_store.seed_catalogue(session=session) == 0
     session.commit()
-    stored = repo.list_products(session=session)
+    stored = catalogue_store.list_products(session=session)
     assert [p.product for p in stored] == list(SEED_CATALOGUE)
     assert stored[2].product.list_price == 329.99
 
 
 def test_a_product_name_is_unique(session: Session) -> None:
-    repo.add_product(Product("Pallet jack", "warehouse", 399.0), session=session)
+    catalogue_store.add_product(Product("Pallet jack", "warehouse", 399.0), session=session)
     session.commit()
-    with pytest.raises(repo.Conflict, match="exists already"):
-        repo.add_product(Product("Pallet jack", "warehouse", 350.0), session=session)
+    with pytest.raises(store.Conflict, match="exists already"):
+        catalogue_store.add_product(Product("Pallet jack", "warehouse", 350.0), session=session)
     session.rollback()
-    assert [p.product.list_price for p in repo.list_products(session=session)] == [399.0]
+    assert [p.product.list_price for p in catalogue_store.list_products(session=session)] == [399.0]
 
 
 def test_unknown_ids_are_not_found(session: Session) -> None:
-    with pytest.raises(repo.NotFound):
-        repo.get_negotiation(12345, session=session)
-    with pytest.raises(repo.NotFound):
-        repo.get_product(12345, session=session)
+    with pytest.raises(store.NotFound):
+        negotiation_store.get_negotiation(12345, session=session)
+    with pytest.raises(store.NotFound):
+        catalogue_store.get_product(12345, session=session)
 
 
 def _decision(round_: int, reward: float | None) -> LoggedDecision:
@@ -144,27 +152,29 @@ def _decision(round_: int, reward: float | None) -> LoggedDecision:
 
 def _play_stored_negotiation(session: Session) -> int:
     """Open, two buyer counters, a seller counter, then a deal: stored step by step."""
-    product = repo.add_product(Product("Forklift battery", "warehouse", 1000.0), session=session)
+    product = catalogue_store.add_product(
+        Product("Forklift battery", "warehouse", 1000.0), session=session
+    )
     state = open_negotiation(Terms(1000.0, 950.0, max_rounds=5, quantity=3), 1200.0)
-    negotiation_id = repo.create_negotiation(
+    negotiation_id = negotiation_store.create_negotiation(
         state,
         session=session,
         product_id=product.id,
-        seller=repo.SellerInfo("simulated", "linear", 42),
+        seller=negotiation_store.SellerInfo("simulated", "linear", 42),
         model_version=7,
     )
     session.commit()
     before = state
     state = apply_move(state, Party.BUYER, Action.counter(700.0))
     state = apply_move(state, Party.SELLER, Action.counter(1100.0))
-    repo.record_progress(
+    negotiation_store.record_progress(
         negotiation_id, before, state, session=session, decision=_decision(1, -0.002)
     )
     session.commit()
     before = state
     state = apply_move(state, Party.BUYER, Action.counter(900.0))
     state = apply_move(state, Party.SELLER, Action.accept())
-    repo.record_progress(
+    negotiation_store.record_progress(
         negotiation_id, before, state, session=session, decision=_decision(2, 0.05), reward=0.048
     )
     session.commit()
@@ -173,13 +183,13 @@ def _play_stored_negotiation(session: Session) -> int:
 
 def test_a_negotiation_comes_back_exactly_as_played(session: Session) -> None:
     negotiation_id = _play_stored_negotiation(session)
-    stored = repo.get_negotiation(negotiation_id, session=session)
+    stored = negotiation_store.get_negotiation(negotiation_id, session=session)
     assert stored.state.outcome is Outcome.DEAL
     assert stored.state.deal_price == 900.0
     assert stored.state.asks == (1200.0, 1100.0)
     assert stored.state.bids == (700.0, 900.0)
     assert stored.state.terms == Terms(1000.0, 950.0, max_rounds=5, quantity=3)
-    assert stored.seller == repo.SellerInfo("simulated", "linear", 42, None)
+    assert stored.seller == negotiation_store.SellerInfo("simulated", "linear", 42, None)
     assert stored.reward == pytest.approx(0.048)
     assert stored.finished_at is not None
     assert [d.propensity for d in stored.decisions] == [0.9125, 0.9125]
@@ -187,68 +197,70 @@ def test_a_negotiation_comes_back_exactly_as_played(session: Session) -> None:
 
 
 def test_a_stale_update_is_refused_and_changes_nothing(session: Session) -> None:
-    product = repo.add_product(Product("Crate", "warehouse", 10.0), session=session)
+    product = catalogue_store.add_product(Product("Crate", "warehouse", 10.0), session=session)
     state = open_negotiation(Terms(10.0, 9.0), 12.0)
-    negotiation_id = repo.create_negotiation(
+    negotiation_id = negotiation_store.create_negotiation(
         state,
         session=session,
         product_id=product.id,
-        seller=repo.SellerInfo("external"),
+        seller=negotiation_store.SellerInfo("external"),
         model_version=1,
     )
     session.commit()
     moved = apply_move(state, Party.BUYER, Action.counter(6.0))
-    repo.record_progress(negotiation_id, state, moved, session=session)
+    negotiation_store.record_progress(negotiation_id, state, moved, session=session)
     session.commit()
     other = apply_move(state, Party.BUYER, Action.counter(7.0))
-    with pytest.raises(repo.Conflict, match="changed meanwhile"):
-        repo.record_progress(negotiation_id, state, other, session=session)
+    with pytest.raises(store.Conflict, match="changed meanwhile"):
+        negotiation_store.record_progress(negotiation_id, state, other, session=session)
     session.rollback()
-    assert repo.get_negotiation(negotiation_id, session=session).state.bids == (6.0,)
+    assert negotiation_store.get_negotiation(negotiation_id, session=session).state.bids == (6.0,)
 
 
 def test_listing_filters_and_pages_newest_first(session: Session) -> None:
     first = _play_stored_negotiation(session)
-    product = repo.list_products(session=session)[0]
+    product = catalogue_store.list_products(session=session)[0]
     state = open_negotiation(Terms(1000.0, 900.0), 1300.0)
-    second = repo.create_negotiation(
+    second = negotiation_store.create_negotiation(
         state,
         session=session,
         product_id=product.id,
-        seller=repo.SellerInfo("external"),
+        seller=negotiation_store.SellerInfo("external"),
         model_version=8,
     )
     session.commit()
-    page, total = repo.list_negotiations(session=session, where=repo.NegotiationFilter(), limit=1)
+    page, total = negotiation_store.list_negotiations(
+        session=session, where=negotiation_store.NegotiationFilter(), limit=1
+    )
     assert total == 2 and [n.id for n in page] == [second]
-    page, _ = repo.list_negotiations(
-        session=session, where=repo.NegotiationFilter(), limit=1, offset=1
+    page, _ = negotiation_store.list_negotiations(
+        session=session, where=negotiation_store.NegotiationFilter(), limit=1, offset=1
     )
     assert [n.id for n in page] == [first]
-    deals, total = repo.list_negotiations(
-        session=session, where=repo.NegotiationFilter(outcome="deal")
+    deals, total = negotiation_store.list_negotiations(
+        session=session, where=negotiation_store.NegotiationFilter(outcome="deal")
     )
     assert total == 1 and deals[0].id == first
-    by_version, _ = repo.list_negotiations(
-        session=session, where=repo.NegotiationFilter(model_version=8)
+    by_version, _ = negotiation_store.list_negotiations(
+        session=session, where=negotiation_store.NegotiationFilter(model_version=8)
     )
     assert [n.id for n in by_version] == [second]
-    assert repo.open_negotiation_ids(session=session) == [second]
+    assert negotiation_store.open_negotiation_ids(session=session) == [second]
 
 
 def test_finished_negotiations_queue_for_the_learner_then_rebuild_its_buffer(
     session: Session,
 ) -> None:
-    assert repo.negotiations_to_learn(session=session, limit=10) == []
+    assert experience_store.negotiations_to_learn(session=session, limit=10) == []
     negotiation_id = _play_stored_negotiation(session)
-    [queued] = repo.negotiations_to_learn(session=session, limit=10)
+    [queued] = experience_store.negotiations_to_learn(session=session, limit=10)
     assert queued.id == negotiation_id
     # Not learned from yet: not part of a rebuilt replay buffer either (it would count twice).
-    assert repo.learned_experiences(session=session, limit=100) is None
-    repo.mark_learned([negotiation_id], session=session)
+    assert experience_store.learned_experiences(session=session, limit=100) is None
+    experience_store.mark_learned([negotiation_id], session=session)
     session.commit()
-    assert repo.negotiations_to_learn(session=session, limit=10) == []
-    batch = repo.learned_experiences(session=session, limit=100)
+    assert experience_store.negotiations_to_learn(session=session, limit=10) == []
+    batch = experience_store.learned_experiences(session=session, limit=100)
     assert batch is not None
     assert batch.move.tolist() == [3, 3]
     assert batch.reward.tolist() == pytest.approx([-0.002, 0.05])
@@ -261,27 +273,27 @@ def test_finished_negotiations_queue_for_the_learner_then_rebuild_its_buffer(
 def test_a_model_version_serves_only_if_the_serving_one_is_still_the_expected(
     session: Session,
 ) -> None:
-    assert repo.serving_version(session=session) is None
-    publish = functools.partial(repo.publish_snapshot, session=session, negotiations=0)
+    assert snapshot_store.serving_version(session=session) is None
+    publish = functools.partial(snapshot_store.publish_snapshot, session=session, negotiations=0)
     publish(b"starter", version=1, expected_serving=None, source="starter")
     session.commit()
     publish(b"trained", version=2, expected_serving=1, source="training")
     session.commit()
-    with pytest.raises(repo.Conflict, match="serving model changed"):
+    with pytest.raises(store.Conflict, match="serving model changed"):
         publish(b"stale", version=3, expected_serving=1, source="training")
     session.rollback()
-    with pytest.raises(repo.Conflict, match="exists already"):
+    with pytest.raises(store.Conflict, match="exists already"):
         publish(b"again", version=2, expected_serving=2, source="training")
     session.rollback()
-    assert repo.serving_version(session=session) == 2
-    assert repo.get_snapshot(2, session=session).weights == b"trained"
-    assert repo.highest_version(session=session) == 2
-    assert [m.version for m in repo.model_log(session=session, limit=10)] == [2, 1]
+    assert snapshot_store.serving_version(session=session) == 2
+    assert snapshot_store.get_snapshot(2, session=session).weights == b"trained"
+    assert snapshot_store.highest_version(session=session) == 2
+    assert [m.version for m in snapshot_store.model_log(session=session, limit=10)] == [2, 1]
 
 
 def test_old_versions_keep_their_log_rows_but_not_their_weights(session: Session) -> None:
     for version in range(1, 6):
-        repo.publish_snapshot(
+        snapshot_store.publish_snapshot(
             b"w%d" % version,
             session=session,
             version=version,
@@ -289,9 +301,9 @@ def test_old_versions_keep_their_log_rows_but_not_their_weights(session: Session
             source="training",
             negotiations=version,
         )
-    repo.forget_old_weights(session=session, keep=2)
+    snapshot_store.forget_old_weights(session=session, keep=2)
     session.commit()
-    kept = {v: repo.get_snapshot(v, session=session).weights for v in range(1, 6)}
+    kept = {v: snapshot_store.get_snapshot(v, session=session).weights for v in range(1, 6)}
     assert kept == {1: None, 2: None, 3: None, 4: b"w4", 5: b"w5"}
 
 
@@ -299,8 +311,8 @@ def test_training_history_and_the_finished_series_come_back_oldest_first(
     session: Session,
 ) -> None:
     for n in (1, 2, 3):
-        repo.add_training_point(
-            repo.TrainingPoint(
+        metric_store.add_training_point(
+            metric_store.TrainingPoint(
                 at=datetime(2026, 1, 1, 0, 0, n, tzinfo=UTC),
                 negotiations=n,
                 loss=0.1 * n,
@@ -312,47 +324,53 @@ def test_training_history_and_the_finished_series_come_back_oldest_first(
             session=session,
         )
     session.commit()
-    assert [p.negotiations for p in repo.training_history(session=session, limit=2)] == [2, 3]
-    saved = repo.last_checkpoint_point(session=session)
+    assert [p.negotiations for p in metric_store.training_history(session=session, limit=2)] == [
+        2,
+        3,
+    ]
+    saved = metric_store.last_checkpoint_point(session=session)
     assert saved is not None and saved.negotiations == 2
     negotiation_id = _play_stored_negotiation(session)
-    [point] = repo.finished_series(session=session, limit=10)
+    [point] = metric_store.finished_series(session=session, limit=10)
     assert point.id == negotiation_id and point.outcome == "deal"
     assert point.savings_pct == pytest.approx(10.0)  # 900 against a list price of 1000
 
 
 def test_counters_survive_a_new_session(engine: Engine, session: Session) -> None:
-    assert repo.get_counter("trained_negotiations", session=session) == 0
-    repo.set_counter("trained_negotiations", 41, session=session)
-    repo.set_counter("trained_negotiations", 42, session=session)
+    assert counters.get_counter("trained_negotiations", session=session) == 0
+    counters.set_counter("trained_negotiations", 41, session=session)
+    counters.set_counter("trained_negotiations", 42, session=session)
     session.commit()
     with session_factory(engine)() as other:
-        assert repo.get_counter("trained_negotiations", session=other) == 42
+        assert counters.get_counter("trained_negotiations", session=other) == 42
 
 
 def test_a_counter_loaded_in_the_session_that_sets_it_shows_the_new_value(
     session: Session,
 ) -> None:
-    repo.set_counter("trained_negotiations", 1, session=session)
+    counters.set_counter("trained_negotiations", 1, session=session)
     session.commit()
     loaded = session.get(CounterRow, "trained_negotiations")
     assert loaded is not None and loaded.value == 1
-    repo.set_counter("trained_negotiations", 2, session=session)
+    counters.set_counter("trained_negotiations", 2, session=session)
     assert loaded.value == 2
-    assert repo.get_counter("trained_negotiations", session=session) == 2
+    assert counters.get_counter("trained_negotiations", session=session) == 2
 
 
 def test_a_finished_negotiation_takes_no_more_moves(session: Session) -> None:
     negotiation_id = _play_stored_negotiation(session)
-    finished = repo.get_negotiation(negotiation_id, session=session).state
+    finished = negotiation_store.get_negotiation(negotiation_id, session=session).state
     # A stale writer that read the negotiation before it ended, at the same round count:
     stale = open_negotiation(finished.terms, 1200.0)
     stale = apply_move(stale, Party.BUYER, Action.counter(700.0))
     stale = apply_move(stale, Party.SELLER, Action.counter(1100.0))
     stale = apply_move(stale, Party.BUYER, Action.counter(800.0))
-    before_stale = repo.get_negotiation(negotiation_id, session=session)
+    before_stale = negotiation_store.get_negotiation(negotiation_id, session=session)
     after = apply_move(stale, Party.SELLER, Action.walk_away())
-    with pytest.raises(repo.Conflict):
-        repo.record_progress(negotiation_id, stale, after, session=session)
+    with pytest.raises(store.Conflict):
+        negotiation_store.record_progress(negotiation_id, stale, after, session=session)
     session.rollback()
-    assert repo.get_negotiation(negotiation_id, session=session).state == before_stale.state
+    assert (
+        negotiation_store.get_negotiation(negotiation_id, session=session).state
+        == before_stale.state
+    )

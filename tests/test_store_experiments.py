@@ -7,16 +7,19 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
-from haggler.agent import LoggedDecision
-from haggler.negotiation import Action, Move, Party, Terms, apply_move, open_negotiation
-from haggler.store import experiments
-from haggler.store import repository as repo
+from haggler.core.negotiation import Action, Move, Party, Terms, apply_move, open_negotiation
+from haggler.core.transitions import LoggedDecision
+from haggler.store import base as store
+from haggler.store import catalogue as catalogue_store
+from haggler.store import counters, experiments
+from haggler.store import negotiations as negotiation_store
+from haggler.store import snapshots as snapshot_store
 
 WEIGHTS = b"weights"
 
 
 def publish(session: Session, version: int, expected: int | None) -> None:
-    repo.publish_snapshot(
+    snapshot_store.publish_snapshot(
         WEIGHTS,
         session=session,
         version=version,
@@ -28,10 +31,14 @@ def publish(session: Session, version: int, expected: int | None) -> None:
 
 def finished_negotiation(session: Session, *, accept: bool, version: int = 1) -> int:
     """A stored negotiation of one buyer decision: accept the ask (a deal) or walk away."""
-    repo.seed_catalogue(session=session)
+    catalogue_store.seed_catalogue(session=session)
     state = open_negotiation(Terms(100.0, 90.0, max_rounds=5), 80.0)
-    negotiation_id = repo.create_negotiation(
-        state, session=session, product_id=1, seller=repo.SellerInfo("external"), model_version=1
+    negotiation_id = negotiation_store.create_negotiation(
+        state,
+        session=session,
+        product_id=1,
+        seller=negotiation_store.SellerInfo("external"),
+        model_version=1,
     )
     after = apply_move(state, Party.BUYER, Action(Move.ACCEPT if accept else Move.WALK_AWAY))
     decision = LoggedDecision(
@@ -43,7 +50,7 @@ def finished_negotiation(session: Session, *, accept: bool, version: int = 1) ->
         model_version=version,
         reward=0.3 if accept else -0.5,
     )
-    repo.record_progress(
+    negotiation_store.record_progress(
         negotiation_id,
         state,
         after,
@@ -67,19 +74,19 @@ def test_a_candidate_is_stored_without_serving_and_promoted_by_compare_and_swap(
         reason="passed",
         evaluation={"surplus": 0.4},
     )
-    assert repo.serving_version(session=session) == 1
-    with pytest.raises(repo.Conflict):
+    assert snapshot_store.serving_version(session=session) == 1
+    with pytest.raises(store.Conflict):
         experiments.promote(2, expected_serving=5, reason="won", session=session)
     experiments.promote(2, expected_serving=1, reason="won", session=session)
     session.commit()
-    assert repo.serving_version(session=session) == 2
-    stored = repo.get_snapshot(2, session=session)
+    assert snapshot_store.serving_version(session=session) == 2
+    stored = snapshot_store.get_snapshot(2, session=session)
     assert (stored.status, stored.reason, stored.evaluation) == (
         "promoted",
         "won",
         {"surplus": 0.4},
     )
-    with pytest.raises(repo.Conflict):  # a version number names one set of weights
+    with pytest.raises(store.Conflict):  # a version number names one set of weights
         experiments.add_candidate(
             WEIGHTS,
             session=session,
@@ -95,19 +102,19 @@ def test_one_ab_test_runs_at_a_time_and_ends_once(session: Session) -> None:
     test = experiments.start_ab_test(1, 2, 0.25, session=session)
     running = experiments.running_ab_test(session=session)
     assert running is not None and (running.id, running.challenger_version) == (test.id, 2)
-    with pytest.raises(repo.Conflict, match="running already"):
+    with pytest.raises(store.Conflict, match="running already"):
         experiments.start_ab_test(1, 3, 0.25, session=session)
     ended = experiments.end_ab_test(
         test.id, session=session, status="rejected", decided_by="rule", reason="worse"
     )
     assert (ended.status, ended.decided_by, ended.reason) == ("rejected", "rule", "worse")
     assert ended.ended_at is not None
-    with pytest.raises(repo.Conflict, match="not running"):
+    with pytest.raises(store.Conflict, match="not running"):
         experiments.end_ab_test(
             test.id, session=session, status="promoted", decided_by="operator", reason="late"
         )
     assert experiments.running_ab_test(session=session) is None
-    with pytest.raises(repo.NotFound):
+    with pytest.raises(store.NotFound):
         experiments.get_ab_test(99, session=session)
 
 
@@ -157,10 +164,10 @@ def test_the_monitor_mark_survives_and_protects_the_known_good_weights(
     publish(session, 1, None)
     for version in range(2, 8):
         publish(session, version, version - 1)
-    repo.forget_old_weights(
+    snapshot_store.forget_old_weights(
         session=session, keep=2, protect=experiments.protected_versions(session=session)
     )
-    kept = {v for v in range(1, 8) if repo.get_snapshot(v, session=session).weights}
+    kept = {v for v in range(1, 8) if snapshot_store.get_snapshot(v, session=session).weights}
     assert kept == {3, 6, 7}  # the newest two, and the known good one
 
 
@@ -188,13 +195,15 @@ def test_the_store_itself_refuses_a_second_running_test(session: Session) -> Non
 
 
 def test_what_serving_processes_follow_is_read_in_one_statement(session: Session) -> None:
-    assert repo.followed(session=session) == repo.Followed(None, False, None, None)
-    repo.set_counter(repo.SERVING_VERSION, 4, session=session)
-    repo.set_counter(repo.TRAINING_ENABLED, 1, session=session)
+    assert snapshot_store.followed(session=session) == snapshot_store.Followed(
+        None, False, None, None
+    )
+    counters.set_counter(counters.SERVING_VERSION, 4, session=session)
+    counters.set_counter(counters.TRAINING_ENABLED, 1, session=session)
     test = experiments.start_ab_test(4, 5, 0.25, session=session)
-    assert repo.followed(session=session) == repo.Followed(4, True, test.id, 5)
+    assert snapshot_store.followed(session=session) == snapshot_store.Followed(4, True, test.id, 5)
     experiments.end_ab_test(
         test.id, session=session, status="rejected", decided_by="rule", reason="worse"
     )
-    repo.set_counter(repo.TRAINING_ENABLED, 0, session=session)
-    assert repo.followed(session=session) == repo.Followed(4, False, None, None)
+    counters.set_counter(counters.TRAINING_ENABLED, 0, session=session)
+    assert snapshot_store.followed(session=session) == snapshot_store.Followed(4, False, None, None)

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from haggler.agent import BuyerAgent
 from haggler.config import DQNConfig
-from haggler.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
-from haggler.training import (
+from haggler.core.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+from haggler.learning.dqn import BuyerAgent
+from haggler.learning.pretraining import (
     EVALUATION_STREAM,
     TRAINING_STREAM,
     PretrainConfig,

@@ -8,7 +8,9 @@ def _register_gymnasium_env() -> None:
     import gymnasium
 
     if "haggler/Negotiation-v0" not in gymnasium.envs.registry:
-        gymnasium.register(id="haggler/Negotiation-v0", entry_point="haggler.env:NegotiationEnv")
+        gymnasium.register(
+            id="haggler/Negotiation-v0", entry_point="haggler.core.env:NegotiationEnv"
+        )
 
 
 _register_gymnasium_env()

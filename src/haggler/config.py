@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from haggler.sellers import ALL_STRATEGIES
+from haggler.core.sellers import ALL_STRATEGIES
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import httpx2 as httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from haggler.agent import BuyerAgent
 from haggler.config import DQNConfig
+from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -20,8 +20,8 @@ import test_web
 from playwright.sync_api import Page, Route, expect
 from test_web import OPERATOR_TOKEN, SCREENSHOTS, SIZES, OpenPage, api, simulated, start_server
 
-from haggler.agent import BuyerAgent
 from haggler.config import DQNConfig
+from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
 # The browser and its pages, error-free console included, as the other web tests have them.

@@ -16,8 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from haggler import __version__, model_versions
-from haggler.agent import ModelFileError, PolicySnapshot
+from haggler import __version__
 from haggler.api.deps import Runtime
 from haggler.api.routes import (
     catalogue,
@@ -29,11 +28,14 @@ from haggler.api.routes import (
     selling,
 )
 from haggler.config import Settings
-from haggler.learner_process import LearnerProcess, StoreLearner
-from haggler.negotiation import ProtocolError
-from haggler.service import NegotiationService
-from haggler.store import experiments
-from haggler.store import repository as repo
+from haggler.core.negotiation import ProtocolError
+from haggler.learning.learner_process import LearnerProcess, StoreLearner
+from haggler.policy.snapshot import ModelFileError, PolicySnapshot
+from haggler.serving import model_versions
+from haggler.serving.service import NegotiationService
+from haggler.store import catalogue as catalogue_store
+from haggler.store import counters, experiments
+from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
 from haggler.web import pages
 
@@ -53,8 +55,10 @@ def create_app(settings: Settings) -> FastAPI:
         migrate(engine)
         sessions = session_factory(engine)
         with sessions() as session:
-            repo.seed_catalogue(session=session)
-            repo.set_counter(repo.TRAINING_ENABLED, int(settings.enable_training), session=session)
+            catalogue_store.seed_catalogue(session=session)
+            counters.set_counter(
+                counters.TRAINING_ENABLED, int(settings.enable_training), session=session
+            )
             session.commit()
         service = NegotiationService(
             settings.model_path,
@@ -140,7 +144,7 @@ async def _follow_store(runtime: Runtime) -> None:
         await asyncio.sleep(POLL_SECONDS)
         try:
             with runtime.engine.connect() as connection:
-                followed = repo.followed(session=connection)
+                followed = snapshot_store.followed(session=connection)
             version = followed.serving_version
             new_serving = version is not None and version != service.agent.snapshot.version
             new_test = followed.ab_test_id is not None and (
@@ -153,10 +157,12 @@ async def _follow_store(runtime: Runtime) -> None:
             if new_serving or new_test:
                 with runtime.sessions() as session:
                     if new_serving and version is not None:
-                        stored = repo.get_snapshot(version, session=session)
+                        stored = snapshot_store.get_snapshot(version, session=session)
                     test = experiments.running_ab_test(session=session) if new_test else None
                     if test is not None:
-                        challenger = repo.get_snapshot(test.challenger_version, session=session)
+                        challenger = snapshot_store.get_snapshot(
+                            test.challenger_version, session=session
+                        )
         except OperationalError as error:  # busy database: the next poll tries again
             log.warning("could not read the serving model version (%s)", error.orig)
             continue

@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import Settings
-from haggler.service import NegotiationService
-from haggler.store.repository import StoredNegotiation, StoredProduct
+from haggler.serving.service import NegotiationService
+from haggler.store.catalogue import StoredProduct
+from haggler.store.negotiations import StoredNegotiation
 
 
 @dataclass

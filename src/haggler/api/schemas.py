@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from haggler.negotiation import DEFAULT_MAX_ROUNDS, MAX_PRICE
-from haggler.sellers import ALL_STRATEGIES
+from haggler.core.negotiation import DEFAULT_MAX_ROUNDS, MAX_PRICE
+from haggler.core.sellers import ALL_STRATEGIES
 
 # Exact money: a decimal with at most two places, positive and finite (NaN/inf are refused).
 Price = Annotated[

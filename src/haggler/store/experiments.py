@@ -16,15 +16,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from haggler.off_policy import LoggedEpisode
-from haggler.store.repository import (
-    SERVING_VERSION,
-    Conflict,
-    NotFound,
-    get_counter,
-    set_counter,
-    swap_serving,
-)
+from haggler.safety.off_policy import LoggedEpisode
+from haggler.store.base import Conflict, NotFound
+from haggler.store.counters import SERVING_VERSION, get_counter, set_counter
+from haggler.store.snapshots import swap_serving
 from haggler.store.tables import ABTestRow, DecisionRow, ModelSnapshotRow, NegotiationRow
 
 KNOWN_GOOD_VERSION = "known_good_version"

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from haggler.api.schemas import MAX_ID
-from haggler.sellers import ALL_STRATEGIES
+from haggler.core.sellers import ALL_STRATEGIES
 
 HERE = Path(__file__).parent
 PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))

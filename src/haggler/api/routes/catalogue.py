@@ -6,22 +6,23 @@ from fastapi import APIRouter, HTTPException, status
 
 from haggler.api.deps import SessionDep
 from haggler.api.schemas import ProductIn, ProductOut
-from haggler.catalogue import Product
-from haggler.store import repository as repo
+from haggler.core.catalogue import Product
+from haggler.store import base as store
+from haggler.store import catalogue as catalogue_store
 
 router = APIRouter(prefix="/api/products", tags=["catalogue"])
 
 
-def product_out(stored: repo.StoredProduct) -> ProductOut:
+def product_out(stored: catalogue_store.StoredProduct) -> ProductOut:
     p = stored.product
     return ProductOut(
-        id=stored.id, name=p.name, category=p.category, list_price=repo.money_decimal(p.list_price)
+        id=stored.id, name=p.name, category=p.category, list_price=store.money_decimal(p.list_price)
     )
 
 
 @router.get("", summary="List the products")
 async def list_products(session: SessionDep) -> list[ProductOut]:
-    return [product_out(p) for p in repo.list_products(session=session)]
+    return [product_out(p) for p in catalogue_store.list_products(session=session)]
 
 
 @router.post(
@@ -33,8 +34,8 @@ async def list_products(session: SessionDep) -> list[ProductOut]:
 async def add_product(body: ProductIn, session: SessionDep) -> ProductOut:
     product = Product(body.name.strip(), body.category.strip(), float(body.list_price))
     try:
-        stored = repo.add_product(product, session=session)
-    except repo.Conflict as error:
+        stored = catalogue_store.add_product(product, session=session)
+    except store.Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     session.commit()
     return product_out(stored)

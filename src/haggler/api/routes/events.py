@@ -19,8 +19,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from haggler.api.deps import Runtime, RuntimeDep
 from haggler.api.schemas import MAX_ID
+from haggler.store import base as store
 from haggler.store import experiments
-from haggler.store import repository as repo
+from haggler.store import metrics as metric_store
+from haggler.store import negotiations as negotiation_store
+from haggler.store import snapshots as snapshot_store
 
 router = APIRouter(prefix="/api", tags=["events"])
 
@@ -34,19 +37,19 @@ def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[s
     with runtime.sessions() as session:
         if negotiation_id is not None:
             try:
-                state = repo.get_negotiation(
+                state = negotiation_store.get_negotiation(
                     negotiation_id, session=session, with_decisions=False
                 ).state
                 followed = {"turns": len(state.transcript), "finished": state.is_over}
-            except repo.NotFound:
+            except store.NotFound:
                 followed = {"turns": None, "finished": None}
-        newest, negotiations = repo.list_negotiations(
-            session=session, where=repo.NegotiationFilter(), limit=1
+        newest, negotiations = negotiation_store.list_negotiations(
+            session=session, where=negotiation_store.NegotiationFilter(), limit=1
         )
-        _, finished = repo.list_negotiations(
-            session=session, where=repo.NegotiationFilter(status="finished"), limit=1
+        _, finished = negotiation_store.list_negotiations(
+            session=session, where=negotiation_store.NegotiationFilter(status="finished"), limit=1
         )
-        updates = repo.training_history(session=session, limit=1)
+        updates = metric_store.training_history(session=session, limit=1)
         safety = _safety_state(session)
     update = updates[-1] if updates else None
     service = runtime.service
@@ -69,9 +72,9 @@ def _safety_state(session: Session) -> dict[str, Any]:
     store, the running A/B test and its last look (the learner records one every few seconds),
     and the model log (a candidate judged, a test decided, a rollback)."""
     running = experiments.running_ab_test(session=session)
-    counts = repo.model_status_counts(session=session)
+    counts = snapshot_store.model_status_counts(session=session)
     return {
-        "serving_version": repo.serving_version(session=session),
+        "serving_version": snapshot_store.serving_version(session=session),
         "ab_test": (
             {"id": running.id, "look": (running.verdict or {}).get("reason")}
             if running is not None

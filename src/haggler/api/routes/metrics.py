@@ -12,8 +12,10 @@ from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.api.deps import RuntimeDep
-from haggler.service import NegotiationService
-from haggler.store import repository as repo
+from haggler.serving.service import NegotiationService
+from haggler.store import counters
+from haggler.store import metrics as metric_store
+from haggler.store import snapshots as snapshot_store
 
 router = APIRouter(tags=["operations"])
 
@@ -41,12 +43,12 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
-            counts = repo.negotiation_counts(session=session)
-            history = repo.training_history(session=session, limit=50)
-            trained = repo.get_counter(repo.NEGOTIATIONS_LEARNED, session=session)
-            changes = repo.model_change_counts(session=session)
-            statuses = repo.model_status_counts(session=session)
-            promotions = repo.promotion_count(session=session)
+            counts = metric_store.negotiation_counts(session=session)
+            history = metric_store.training_history(session=session, limit=50)
+            trained = counters.get_counter(counters.NEGOTIATIONS_LEARNED, session=session)
+            changes = metric_store.model_change_counts(session=session)
+            statuses = snapshot_store.model_status_counts(session=session)
+            promotions = snapshot_store.promotion_count(session=session)
         negotiations = CounterMetricFamily(
             "haggler_negotiations",
             "Negotiations by outcome ('open' while in progress) and the version that began them.",

@@ -24,7 +24,6 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
-from haggler import ab_testing
 from haggler.api.deps import Runtime, RuntimeDep, SessionDep, bearer, hash_token
 from haggler.api.routes.catalogue import product_out
 from haggler.api.schemas import (
@@ -38,8 +37,8 @@ from haggler.api.schemas import (
     SellerViewOut,
     TurnOut,
 )
-from haggler.features import to_action
-from haggler.negotiation import (
+from haggler.core.features import to_action
+from haggler.core.negotiation import (
     Action,
     Move,
     NegotiationState,
@@ -52,10 +51,13 @@ from haggler.negotiation import (
     result,
     step_reward,
 )
-from haggler.sellers import make_seller
-from haggler.service import NegotiationService
+from haggler.core.sellers import make_seller
+from haggler.safety import ab_testing
+from haggler.serving.service import NegotiationService
+from haggler.store import base as store
+from haggler.store import catalogue as catalogue_store
 from haggler.store import experiments
-from haggler.store import repository as repo
+from haggler.store import negotiations as negotiation_store
 
 router = APIRouter(prefix="/api/negotiations", tags=["negotiations"])
 
@@ -69,23 +71,23 @@ def _turns(state: NegotiationState) -> list[TurnOut]:
         TurnOut(
             party=turn.party.value,
             move=turn.move.value,
-            price=repo.money_decimal(turn.price) if turn.price is not None else None,
+            price=store.money_decimal(turn.price) if turn.price is not None else None,
             round=turn.round,
         )
         for turn in state.transcript
     ]
 
 
-def negotiation_out(stored: repo.StoredNegotiation) -> NegotiationOut:
+def negotiation_out(stored: negotiation_store.StoredNegotiation) -> NegotiationOut:
     state = stored.state
     summary = None
     if state.is_over:
         r = result(state)
         summary = ResultOut(
             outcome=r.outcome.value,
-            deal_price=repo.money_decimal(r.deal_price) if r.deal_price is not None else None,
-            savings_per_unit=repo.money_decimal(r.savings_per_unit),
-            savings_total=repo.money_decimal(r.savings_total),
+            deal_price=store.money_decimal(r.deal_price) if r.deal_price is not None else None,
+            savings_per_unit=store.money_decimal(r.savings_per_unit),
+            savings_total=store.money_decimal(r.savings_total),
             savings_pct=round(r.savings_pct, 2),
             rounds=r.rounds,
         )
@@ -94,7 +96,7 @@ def negotiation_out(stored: repo.StoredNegotiation) -> NegotiationOut:
         id=stored.id,
         product=product_out(stored.product),
         quantity=state.terms.quantity,
-        max_unit_price=repo.money_decimal(state.terms.buyer_limit),
+        max_unit_price=store.money_decimal(state.terms.buyer_limit),
         max_rounds=state.terms.max_rounds,
         seller_kind=stored.seller.kind,
         seller_strategy=stored.seller.strategy,
@@ -109,7 +111,7 @@ def negotiation_out(stored: repo.StoredNegotiation) -> NegotiationOut:
     )
 
 
-def seller_view(stored: repo.StoredNegotiation) -> SellerViewOut:
+def seller_view(stored: negotiation_store.StoredNegotiation) -> SellerViewOut:
     state = stored.state
     to_move = state.to_move
     return SellerViewOut(
@@ -120,7 +122,7 @@ def seller_view(stored: repo.StoredNegotiation) -> SellerViewOut:
         to_move=to_move.value if to_move else None,
         transcript=_turns(state),
         outcome=state.outcome.value if state.outcome else None,
-        deal_price=repo.money_decimal(state.deal_price) if state.deal_price is not None else None,
+        deal_price=store.money_decimal(state.deal_price) if state.deal_price is not None else None,
     )
 
 
@@ -131,7 +133,7 @@ def _turn(
     seller_action: Action | None,
     *,
     version: int,
-    session: repo.Database,
+    session: store.Database,
 ) -> NegotiationState:
     """The seller's move (if any), then the agent's answer while the negotiation goes on, stored
     in one write: the turns, the agent's decision with its propensity, and the reward of the
@@ -146,7 +148,7 @@ def _turn(
         moved = apply_move(after, Party.BUYER, to_action(after, logged.move))
         decision = dataclasses.replace(logged, reward=step_reward(moved) if moved.is_over else None)
         after = moved
-    repo.record_progress(
+    negotiation_store.record_progress(
         negotiation_id,
         state,
         after,
@@ -192,10 +194,10 @@ async def start(
     product = runtime.products.get(body.product_id)
     if product is None:  # products never change once stored: each is read once per process
         try:
-            product = runtime.products[body.product_id] = repo.get_product(
+            product = runtime.products[body.product_id] = catalogue_store.get_product(
                 body.product_id, session=session
             )
-        except repo.NotFound as error:
+        except store.NotFound as error:
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     terms = Terms(
         product.product.list_price,
@@ -210,8 +212,8 @@ async def start(
     if body.seller.kind == "external":
         token = secrets.token_urlsafe(24)
         state = open_negotiation(terms, float(body.seller.asking_price))
-        seller = repo.SellerInfo("external", token_hash=hash_token(token))
-        negotiation_id = repo.create_negotiation(
+        seller = negotiation_store.SellerInfo("external", token_hash=hash_token(token))
+        negotiation_id = negotiation_store.create_negotiation(
             state,
             session=session,
             product_id=product.id,
@@ -222,7 +224,7 @@ async def start(
         version = _choose_arm(service, negotiation_id, version, session=session)
         state = _turn(service, negotiation_id, state, None, version=version, session=session)
         session.commit()
-        stored = repo.StoredNegotiation(
+        stored = negotiation_store.StoredNegotiation(
             negotiation_id, product, seller, state, version, None, created_at, None, ()
         )
         if not state.is_over:
@@ -236,11 +238,11 @@ async def start(
         seed = int(service.rng.integers(2**63))
     persona = make_seller(body.seller.strategy, terms.list_price, np.random.default_rng(seed))
     state = open_negotiation(terms, persona.opening_ask())
-    negotiation_id = repo.create_negotiation(
+    negotiation_id = negotiation_store.create_negotiation(
         state,
         session=session,
         product_id=product.id,
-        seller=repo.SellerInfo("simulated", body.seller.strategy, seed),
+        seller=negotiation_store.SellerInfo("simulated", body.seller.strategy, seed),
         model_version=version,
         created_at=created_at,
     )
@@ -251,7 +253,7 @@ async def start(
             service, negotiation_id, state, persona.respond(state), version=version, session=session
         )
     session.commit()
-    return negotiation_out(repo.get_negotiation(negotiation_id, session=session))
+    return negotiation_out(negotiation_store.get_negotiation(negotiation_id, session=session))
 
 
 class LeanRoute(APIRoute):
@@ -348,7 +350,7 @@ def _move(
     body: SellerMoveIn,
     token: str | None,
     connection: Connection,
-) -> tuple[NegotiationState, repo.StoredNegotiation]:
+) -> tuple[NegotiationState, negotiation_store.StoredNegotiation]:
     """The seller's move and the agent's answer, committed; a copy of the negotiation this
     process kept is checked by the store and, if stale, read again and the move replayed."""
     stored = runtime.open_negotiations.get(negotiation_id)
@@ -370,7 +372,7 @@ def _move(
             )
             connection.commit()
             return state, stored
-        except repo.Conflict as error:
+        except store.Conflict as error:
             connection.rollback()
             runtime.open_negotiations.pop(negotiation_id, None)
             if not from_cache:
@@ -382,7 +384,7 @@ def _move(
             raise
 
 
-def _check_seller(stored: repo.StoredNegotiation, token: str | None) -> None:
+def _check_seller(stored: negotiation_store.StoredNegotiation, token: str | None) -> None:
     """Only the external seller of this negotiation, with its token, may move in it."""
     if stored.seller.kind != "external":
         raise HTTPException(status.HTTP_409_CONFLICT, "this negotiation's seller is simulated")
@@ -410,10 +412,12 @@ def _seller_action(body: SellerMoveIn) -> Action:
 
 def _get(
     negotiation_id: int, session: Session, *, with_decisions: bool = True
-) -> repo.StoredNegotiation:
+) -> negotiation_store.StoredNegotiation:
     try:
-        return repo.get_negotiation(negotiation_id, session=session, with_decisions=with_decisions)
-    except repo.NotFound as error:
+        return negotiation_store.get_negotiation(
+            negotiation_id, session=session, with_decisions=with_decisions
+        )
+    except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
@@ -435,8 +439,10 @@ async def list_negotiations(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> NegotiationPage:
-    where = repo.NegotiationFilter(product_id, outcome, status_, seller, model_version)
-    items, total = repo.list_negotiations(session=session, where=where, limit=limit, offset=offset)
+    where = negotiation_store.NegotiationFilter(product_id, outcome, status_, seller, model_version)
+    items, total = negotiation_store.list_negotiations(
+        session=session, where=where, limit=limit, offset=offset
+    )
     return NegotiationPage(
         items=[negotiation_out(n) for n in items], total=total, limit=limit, offset=offset
     )

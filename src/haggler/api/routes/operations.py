@@ -9,7 +9,6 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy.orm import Session
 
-from haggler import model_versions
 from haggler.api.deps import OperatorDep, Runtime, RuntimeDep, SessionDep
 from haggler.api.schemas import (
     CheckpointOut,
@@ -24,9 +23,12 @@ from haggler.api.schemas import (
     TrainingOut,
     TrainingPointOut,
 )
-from haggler.checkpoints import CheckpointError, list_checkpoints, resolve_checkpoint
-from haggler.evaluation import mean_ci, proportion_ci
-from haggler.store import repository as repo
+from haggler.learning.checkpoints import CheckpointError, list_checkpoints, resolve_checkpoint
+from haggler.safety.evaluation import mean_ci, proportion_ci
+from haggler.serving import model_versions
+from haggler.store import counters, maintenance
+from haggler.store import metrics as metric_store
+from haggler.store import snapshots as snapshot_store
 
 router = APIRouter(prefix="/api", tags=["operations"])
 
@@ -43,7 +45,7 @@ def _estimate(values: list[float] | list[int]) -> Estimate:
 
 @router.get("/summary", summary="Summary metrics over all negotiations, with 95% intervals")
 async def summary(session: SessionDep) -> SummaryOut:
-    s = repo.summary(session=session)
+    s = metric_store.summary(session=session)
     deal_rate = proportion_ci(s.deals, s.finished).as_dict()
     return SummaryOut(
         negotiations=s.negotiations,
@@ -59,22 +61,22 @@ async def summary(session: SessionDep) -> SummaryOut:
 
 def _training(runtime: Runtime, session: Session) -> TrainingOut:
     service = runtime.service
-    history = repo.training_history(session=session, limit=50)
+    history = metric_store.training_history(session=session, limit=50)
     latest = history[-1] if history else None
-    saved = repo.last_checkpoint_point(session=session)
+    saved = metric_store.last_checkpoint_point(session=session)
     delays = runtime.update_delays
     return TrainingOut(
         enabled=service.enable_training,
         epsilon=service.epsilon,
         model_version=service.agent.snapshot.version,
         replay_buffer_size=latest.replay_buffer_size if latest else 0,
-        negotiations_trained=repo.get_counter(repo.NEGOTIATIONS_LEARNED, session=session),
+        negotiations_trained=counters.get_counter(counters.NEGOTIATIONS_LEARNED, session=session),
         last_loss=next((p.loss for p in reversed(history) if p.loss is not None), None),
         last_checkpoint=saved.checkpoint if saved else None,
         checkpoint_error=saved.checkpoint_error if saved else None,
         update_delay_median_s=float(np.median(delays)) if delays else None,
         learner_running=runtime.learner_alive() if runtime.learner_alive else None,
-        learner_ready=repo.learner_lease_held(session=session, now=time.time()),
+        learner_ready=maintenance.learner_lease_held(session=session, now=time.time()),
     )
 
 
@@ -87,7 +89,7 @@ async def training(runtime: RuntimeDep, session: SessionDep) -> TrainingOut:
 async def set_training(
     body: TrainingIn, runtime: RuntimeDep, session: SessionDep, _operator: OperatorDep
 ) -> TrainingOut:
-    repo.set_counter(repo.TRAINING_ENABLED, int(body.enabled), session=session)
+    counters.set_counter(counters.TRAINING_ENABLED, int(body.enabled), session=session)
     session.commit()
     runtime.service.set_training(body.enabled)  # the learner and other processes follow the store
     return _training(runtime, session)
@@ -97,7 +99,7 @@ async def set_training(
 async def training_history(
     session: SessionDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 500
 ) -> TrainingHistoryOut:
-    points = repo.training_history(session=session, limit=limit)
+    points = metric_store.training_history(session=session, limit=limit)
     return TrainingHistoryOut(points=[TrainingPointOut.model_validate(p) for p in points])
 
 
@@ -110,7 +112,7 @@ async def models(
     ] = None,
     source: Literal["starter", "training", "restore", "rollback"] | None = None,
 ) -> list[ModelVersionOut]:
-    found = repo.model_log(session=session, limit=limit, status=status_, source=source)
+    found = snapshot_store.model_log(session=session, limit=limit, status=status_, source=source)
     return [ModelVersionOut.model_validate(m) for m in found]
 
 
@@ -129,7 +131,7 @@ async def finished_series(
                 savings_pct=p.savings_pct,
                 model_version=p.model_version,
             )
-            for p in repo.finished_series(session=session, limit=limit)
+            for p in metric_store.finished_series(session=session, limit=limit)
         ]
     )
 

@@ -9,8 +9,6 @@ import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from haggler import model_versions, promotion, safety
-from haggler.agent import ModelFileError, PolicySnapshot
 from haggler.api.deps import OperatorDep, Runtime, RuntimeDep, SessionDep
 from haggler.api.routes.operations import AUTH
 from haggler.api.schemas import (
@@ -22,8 +20,13 @@ from haggler.api.schemas import (
     ModelVersionOut,
     SafetyOut,
 )
+from haggler.policy.snapshot import ModelFileError, PolicySnapshot
+from haggler.safety import promotion
+from haggler.safety import safe_learning as safety
+from haggler.serving import model_versions
+from haggler.store import base as store
 from haggler.store import experiments
-from haggler.store import repository as repo
+from haggler.store import snapshots as snapshot_store
 
 router = APIRouter(prefix="/api", tags=["safe learning"])
 
@@ -34,18 +37,18 @@ Version = Annotated[int, Path(ge=1, le=MAX_ID, description="A model version.")]
 @router.get("/safety", summary="Promotion mode, the known good version, A/B test and rollbacks")
 async def safety_status(runtime: RuntimeDep, session: SessionDep) -> SafetyOut:
     settings = runtime.settings
-    counts = repo.model_status_counts(session=session)
-    rollbacks = repo.model_log(session=session, limit=1, source="rollback")
+    counts = snapshot_store.model_status_counts(session=session)
+    rollbacks = snapshot_store.model_log(session=session, limit=1, source="rollback")
     running = experiments.running_ab_test(session=session)
     return SafetyOut(
         promotion=settings.promotion,
         exploration=settings.exploration,
         ab_split=settings.ab_split,
         auto_rollback=settings.auto_rollback,
-        serving_version=repo.serving_version(session=session),
+        serving_version=snapshot_store.serving_version(session=session),
         known_good_version=experiments.monitor_mark(session=session).known_good,
         running_test=ABTestOut.model_validate(running) if running else None,
-        promotions=repo.promotion_count(session=session),
+        promotions=snapshot_store.promotion_count(session=session),
         rejections=sum(n for (_, st), n in counts.items() if st == "rejected"),
         rollbacks=sum(n for (src, _), n in counts.items() if src == "rollback"),
         last_rollback=ModelVersionOut.model_validate(rollbacks[0]) if rollbacks else None,
@@ -67,7 +70,7 @@ async def ab_tests(
 async def ab_test(test_id: TestId, session: SessionDep) -> ABTestOut:
     try:
         return ABTestOut.model_validate(experiments.get_ab_test(test_id, session=session))
-    except repo.NotFound as error:
+    except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
 
 
@@ -93,10 +96,10 @@ async def start_ab_test(
             "with PROMOTION=immediate and training on every update serves at once: an A/B "
             "test needs PROMOTION=gated, or training off",
         )
-    serving = repo.serving_version(session=session)
+    serving = snapshot_store.serving_version(session=session)
     try:
-        challenger = repo.get_snapshot(body.challenger_version, session=session)
-    except repo.NotFound as error:
+        challenger = snapshot_store.get_snapshot(body.challenger_version, session=session)
+    except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     if challenger.weights is None:
         raise HTTPException(
@@ -110,7 +113,7 @@ async def start_ab_test(
     try:
         test = experiments.start_ab_test(serving, challenger.version, body.split, session=session)
         session.commit()
-    except repo.Conflict as error:
+    except store.Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     return ABTestOut.model_validate(test)
 
@@ -136,9 +139,9 @@ async def decide_ab_test(
             reason=body.reason,
             settings=runtime.settings,
         )
-    except repo.NotFound as error:
+    except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except repo.Conflict as error:
+    except store.Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     if ended.status == "promoted":  # this process at once; the others within a poll
         with runtime.sessions() as session:
@@ -164,7 +167,7 @@ async def evaluate_version(
 ) -> CandidateEvaluationOut:
     try:
         candidate, champion, logged = _evaluation_inputs(runtime, version)
-    except (repo.NotFound, ModelFileError) as error:
+    except (store.NotFound, ModelFileError) as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     # Off the event loop: the moves of other negotiations go on being answered meanwhile.
     decision = await run_in_threadpool(
@@ -188,11 +191,11 @@ def _evaluation_inputs(
     runtime: Runtime, version: int
 ) -> tuple[PolicySnapshot, PolicySnapshot, list[Any]]:
     with runtime.sessions() as session:
-        stored = repo.get_snapshot(version, session=session)
+        stored = snapshot_store.get_snapshot(version, session=session)
         if stored.weights is None:
-            raise repo.NotFound(f"model version {version} has no weights left in the store")
+            raise store.NotFound(f"model version {version} has no weights left in the store")
         champion = model_versions.serving_snapshot(session)
         if champion is None:
-            raise repo.NotFound("no model serves yet")
+            raise store.NotFound("no model serves yet")
         logged = experiments.logged_episodes(session=session, limit=safety.LOGGED_EPISODES)
     return PolicySnapshot.from_bytes(stored.weights, version), champion, logged

@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from haggler.api.deps import RuntimeDep, SessionDep
 from haggler.api.routes import negotiations
 from haggler.api.schemas import MAX_ID, ExternalSellerIn, ExternalStartOut, NegotiationIn, Price
-from haggler.store import repository as repo
+from haggler.store import base as store
+from haggler.store import catalogue as catalogue_store
 
 router = APIRouter(prefix="/api", tags=["negotiations"])
 
@@ -52,8 +53,8 @@ def hidden_limit(list_price: float) -> Decimal:
 )
 async def sell(body: SellIn, runtime: RuntimeDep, session: SessionDep) -> ExternalStartOut:
     try:
-        product = repo.get_product(body.product_id, session=session)
-    except repo.NotFound as error:
+        product = catalogue_store.get_product(body.product_id, session=session)
+    except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
     started = await negotiations.start(
         NegotiationIn(

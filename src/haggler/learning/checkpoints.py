@@ -1,0 +1,103 @@
+"""Checkpoint files: names, atomic saving with retention, listing, and safe restore paths."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from haggler.files import atomic_write
+from haggler.learning.dqn import BuyerAgent, read_checkpoint
+from haggler.policy.snapshot import ModelFileError
+
+CHECKPOINT_PATTERN = re.compile(r"^buyer_agent_n(?P<n>\d+)_(?P<stamp>\d{8}_\d{6})\.pth$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be written, found or restored."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    path: Path
+    negotiations: int
+    saved_at: datetime
+    size_bytes: int
+
+
+def checkpoint_name(negotiations: int, now: datetime) -> str:
+    """`buyer_agent_n{N}_{YYYYMMDD_HHMMSS}.pth`."""
+    return f"buyer_agent_n{negotiations}_{now.strftime('%Y%m%d_%H%M%S')}.pth"
+
+
+def list_checkpoints(directory: Path) -> list[CheckpointInfo]:
+    """The checkpoints in `directory`, oldest first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in directory.iterdir():
+        match = CHECKPOINT_PATTERN.match(path.name)
+        if match is None or not path.is_file():
+            continue
+        saved_at = datetime.strptime(match["stamp"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
+        stat = path.stat()
+        found.append(
+            (stat.st_mtime_ns, CheckpointInfo(path, int(match["n"]), saved_at, stat.st_size))
+        )
+    # Write order, not the count in the name: a count that starts again (a new store) must not
+    # make the newest checkpoint look like the oldest.
+    found.sort(key=lambda item: (item[1].saved_at, item[0], item[1].path.name))
+    return [info for _, info in found]
+
+
+def save_checkpoint(
+    agent: BuyerAgent,
+    directory: Path,
+    *,
+    negotiations: int,
+    keep: int,
+    main_path: Path | None = None,
+    now: datetime | None = None,
+) -> Path:
+    """Write a checkpoint (and the main model file), then keep only the newest `keep`.
+
+    Raises CheckpointError, with the folder in the message, when the folder cannot be written.
+    """
+    now = now or datetime.now(UTC)
+    path = directory / checkpoint_name(negotiations, now)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        agent.save_model(path, negotiations=negotiations)
+        if main_path is not None:  # the same bytes, written atomically as the main model
+            atomic_write(main_path, path.read_bytes())
+    except OSError as error:
+        raise CheckpointError(
+            f"cannot write checkpoint to {directory}: {error.strerror or error}"
+        ) from None
+    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+        old.path.unlink(missing_ok=True)
+    return path
+
+
+def resolve_checkpoint(directory: Path, requested: str | Path) -> Path:
+    """The checkpoint `requested` names, if it is a haggler checkpoint inside `directory`.
+
+    A bare file name is looked up in `directory`; any path that leads outside it is refused.
+    """
+    requested = Path(requested)
+    root = directory.resolve()
+    # A relative path may be meant from the working directory or from the checkpoint folder.
+    candidates = [requested] if requested.is_absolute() else [requested, directory / requested]
+    inside = [c.resolve() for c in candidates if c.resolve().is_relative_to(root)]
+    if not inside:
+        raise CheckpointError(f"{requested} is outside the checkpoint folder {directory}")
+    existing = [c for c in inside if c.is_file()]
+    if not existing:
+        raise CheckpointError(f"no checkpoint {requested} in {directory}")
+    resolved = existing[0]
+    try:
+        read_checkpoint(resolved)
+    except ModelFileError as error:
+        raise CheckpointError(str(error)) from None
+    return resolved

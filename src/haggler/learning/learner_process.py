@@ -1,0 +1,374 @@
+"""The service's learner: learns from the store and publishes model versions to it.
+
+Serving processes never train (measured: gradient steps inside the serving process doubled the
+p99 turn latency). They store every decision; this learner, one per store, takes each finished
+negotiation from the store, runs the spec's online training on it (`OnlineLearner.learn`: the
+log lines, `min(len(experiences), TRAIN_STEPS)` steps, checkpoints every `SAVE_INTERVAL`), and
+publishes the new weights as a model version that every serving process picks up within a poll.
+It runs as its own process (`haggler learn`, started by `haggler serve`), or as a thread of the
+serving process (`LEARNER=thread`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from haggler.config import Settings, settings_environment
+from haggler.learning.dqn import BuyerAgent
+from haggler.learning.learner import LearnerConfig, OnlineLearner
+from haggler.policy.snapshot import ModelFileError, PolicySnapshot
+from haggler.safety.safe_learning import SafeLearning
+from haggler.serving import model_versions
+from haggler.store import base as store
+from haggler.store import counters, maintenance
+from haggler.store import experiences as experience_store
+from haggler.store import metrics as metric_store
+from haggler.store import snapshots as snapshot_store
+
+log = logging.getLogger("haggler.training")
+
+LEASE_SECONDS = 6.0
+"""How long a learner's claim on the store lasts without renewal (it renews at half of it): a
+learner that died is replaced by one standing by within this time."""
+
+
+@contextlib.contextmanager
+def _normal_cpu_priority() -> Iterator[None]:
+    """Run at normal CPU priority inside: a learner at the lowest priority holding the store's
+    write lock would otherwise wait for a free core while the serving processes wait for it."""
+    idle = getattr(os, "SCHED_IDLE", None)
+    if idle is None or os.sched_getscheduler(0) != idle:
+        yield
+        return
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        yield
+    finally:
+        os.sched_setscheduler(0, idle, os.sched_param(0))
+
+
+class StoreLearner:
+    """Online training fed by the store: one `step` takes in what finished since the last."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        *,
+        poll_seconds: float = 0.2,
+        batch: int = 64,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.poll_seconds = poll_seconds
+        self.batch = batch
+        self.agent = BuyerAgent.from_file(settings.model_path)
+        config = LearnerConfig.from_settings(settings)
+        if settings.promotion == "gated":  # the main model file follows what serves
+            config = dataclasses.replace(config, model_path=None)
+        self.learner = OnlineLearner(self.agent, config, background=False)
+        self.version: int | None = None
+        """The serving version this learner last published or followed."""
+        self._last_tidy = 0.0
+        self.behind = False
+        """Whether the last step left negotiations in the queue (the next one starts at once)."""
+        self.learner_id = secrets.randbelow(2**31 - 1) + 1
+        self._lease_until = 0.0
+        self._standing_by = False
+        self.safety = SafeLearning(
+            settings, sessions, seed=self.learner_id, write_priority=_normal_cpu_priority
+        )
+        self.gated = settings.promotion == "gated"
+        self._last_candidate_at = 0
+        """Negotiations learned from when the last candidate was judged."""
+
+    def start(self) -> None:
+        """Catch up with the store: the serving weights, the counters, the replay buffer."""
+        started = time.perf_counter()
+        model_versions.ensure_serving(self.agent, self.sessions)
+        with self.sessions() as session:
+            self.learner.status.negotiations = counters.get_counter(
+                counters.NEGOTIATIONS_LEARNED, session=session
+            )
+            self._follow(session, snapshot_store.serving_version(session=session))
+            experiences = experience_store.learned_experiences(
+                session=session, limit=self.agent.config.buffer_size
+            )
+        if experiences is not None:
+            self.agent.add_transitions(experiences)
+        self.agent.set_learning_rate(self.settings.online_learning_rate)
+        if self.holds_lease():
+            with self.sessions() as session:  # the restart shows in the history
+                self._record(session, enabled=False, losses=[], checkpoint=None)
+                session.commit()
+        log.info(
+            "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
+            "%d negotiations trained on",
+            time.perf_counter() - started,
+            self.version,
+            self.agent.buffer_size,
+            self.learner.status.negotiations,
+        )
+
+    def _follow(self, session: Session, serving: int | None) -> None:
+        """Learn on from the version that serves now (a restore, or another learner's)."""
+        if serving is None or serving == self.version:
+            return
+        stored = snapshot_store.get_snapshot(serving, session=session)
+        if self.gated and stored.source == "training" and self.version is not None:
+            # One of this learner's own candidates was promoted: it has learned on past it.
+            self.version = serving
+            return
+        loaded = False
+        if stored.source == "restore" and stored.checkpoint is not None:
+            path = self.settings.checkpoint_dir / stored.checkpoint
+            try:  # the whole training state: target network and optimiser too
+                self.agent.load_model(path)
+                loaded = True
+            except ModelFileError as error:
+                log.warning("[Training] %s; learning on from the restored weights only", error)
+        if loaded:
+            self.agent.serve(dataclasses.replace(self.agent.snapshot, version=serving))
+        elif stored.weights is not None:
+            self.agent.adopt(PolicySnapshot.from_bytes(stored.weights, serving))
+        self.agent.set_learning_rate(self.settings.online_learning_rate)
+        if self.version is not None:
+            log.info("[Training] Learning on from model version %d (%s)", serving, stored.source)
+        self.version = serving
+
+    def holds_lease(self) -> bool:
+        """Whether this is the store's one learner: claim or renew the lease when it runs low."""
+        now = time.time()
+        if self._lease_until - now > LEASE_SECONDS / 2:
+            return True
+        with _normal_cpu_priority(), self.sessions() as session:  # a write, however small
+            held = maintenance.claim_learner_lease(
+                self.learner_id, session=session, now=now, seconds=LEASE_SECONDS
+            )
+            session.commit()
+        if held:
+            self._lease_until = now + LEASE_SECONDS
+            if self._standing_by:
+                log.info("[Training] Took over as the store's learner")
+        elif not self._standing_by:
+            log.info("[Training] Another learner holds the store; standing by")
+        self._standing_by = not held
+        return held
+
+    def release(self) -> None:
+        """Give up the lease (a clean stop): a learner standing by takes over at once."""
+        with _normal_cpu_priority(), self.sessions() as session:
+            maintenance.release_learner_lease(self.learner_id, session=session)
+            session.commit()
+        self._lease_until = 0.0
+
+    def step(self) -> int:
+        """Take in the negotiations that finished since the last step; return how many."""
+        if not self.holds_lease():
+            return 0
+        with self.sessions() as session:
+            enabled = counters.get_counter(counters.TRAINING_ENABLED, session=session) == 1
+            self._follow(session, snapshot_store.serving_version(session=session))
+            queue = experience_store.negotiations_to_learn(session=session, limit=self.batch)
+            next_version = snapshot_store.highest_version(session=session) + 1
+        if not queue:
+            return 0
+        self.behind = len(queue) == self.batch  # more may be waiting: step again at once
+        losses = []
+        for taken, negotiation in enumerate(queue, start=1):
+            experiences = negotiation.experiences
+            if experiences is None:
+                continue
+            if enabled:
+                loss = self.learner.learn(negotiation.id, experiences)
+                if loss is not None:
+                    losses.append(loss)
+                if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
+                    self.behind = taken < len(queue)
+                    queue = queue[:taken]
+                    break
+            else:  # every experience is kept; training resumes with it when switched on
+                self.agent.add_transitions(experiences)
+        published = None
+        if losses:  # the checkpoint (if due) carries the version it is published as
+            published = dataclasses.replace(self.agent.snapshot, version=next_version)
+            self.agent.serve(published)
+        checkpoint = self.learner.save_if_due() if enabled else None
+        candidate = None
+        if self.gated:  # the updates wait for the gate: only checkpoints become candidates
+            since = self.learner.status.negotiations - self._last_candidate_at
+            if (
+                checkpoint is not None
+                and published is not None
+                and since >= self.settings.gate_interval
+            ):
+                self._last_candidate_at = self.learner.status.negotiations
+                candidate = (published, checkpoint.name)
+            published = None
+        # One short write transaction per step: on SQLite every serving process waits for it.
+        with _normal_cpu_priority(), self.sessions() as session:
+            try:
+                if published is not None:
+                    model_versions.publish(
+                        session,
+                        published,
+                        expected_serving=self.version,
+                        source="training",
+                        negotiations=self.learner.status.negotiations,
+                        trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+                        # On SQLite every serving process waits while this transaction writes:
+                        # dropping old weights (3 of its 8-10 ms measured under load) waits
+                        # for `_tidy_store`.
+                        forget_old=False,
+                    )
+                experience_store.mark_learned([n.id for n in queue], session=session)
+                counters.set_counter(
+                    counters.NEGOTIATIONS_LEARNED, self.learner.status.negotiations, session=session
+                )
+                self._record(session, enabled=enabled, losses=losses, checkpoint=checkpoint)
+                session.commit()
+            except store.Conflict:  # a restore won the race: learn these again from it
+                session.rollback()
+                return 0
+        if published is not None:
+            self.version = published.version
+        if candidate is not None:  # judged once the negotiations are safely marked learned
+            self.safety.judge_candidate(
+                candidate[0],
+                negotiations=self.learner.status.negotiations,
+                checkpoint=candidate[1],
+                trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+            )
+        return len(queue)
+
+    def _record(
+        self, session: Session, *, enabled: bool, losses: list[float], checkpoint: Path | None
+    ) -> None:
+        """One point of the training history (the dashboard's charts, `/api/training`)."""
+        status = self.learner.status
+        metric_store.add_training_point(
+            metric_store.TrainingPoint(
+                at=datetime.now(UTC),
+                negotiations=status.negotiations,
+                loss=sum(losses) / len(losses) if losses else None,
+                replay_buffer_size=self.agent.buffer_size,
+                epsilon=self.settings.epsilon if enabled else 0.0,
+                model_version=self.agent.model_version,
+                checkpoint=checkpoint.name if checkpoint is not None else None,
+                checkpoint_error=status.checkpoint_error if checkpoint is None else None,
+            ),
+            session=session,
+        )
+
+    def run(self, stop: threading.Event, *, parent_pid: int | None = None) -> None:
+        """Step until `stop` is set (or, in a process of its own, until the parent is gone).
+
+        Steps start at most every `poll_seconds`: under load each one takes in everything that
+        finished meanwhile, so the writes to the store stay few whatever the traffic. A step
+        that left some behind (a full batch, or a checkpoint reached) is followed at once."""
+        self.start()
+        try:
+            while not stop.is_set():
+                if parent_pid is not None and os.getppid() != parent_pid:
+                    log.info("[Training] The service stopped; the learner stops too")
+                    return
+                started = time.monotonic()
+                self.behind = False
+                try:
+                    self.step()
+                    if self.holds_lease():
+                        self.safety.watch()
+                    self._tidy_store()
+                except OperationalError as error:  # a busy or restarting database: try again
+                    log.warning("[Training] Store unavailable (%s); retrying", error.orig)
+                    stop.wait(1.0)
+                except Exception:  # one bad negotiation must not stop learning for good
+                    log.exception("[Training] Learner step failed")
+                    stop.wait(1.0)
+                if not self.behind:
+                    stop.wait(max(0.0, self.poll_seconds - (time.monotonic() - started)))
+        finally:
+            with contextlib.suppress(OperationalError):
+                self.release()
+
+    def _tidy_store(self) -> None:
+        """Once a second: drop the weights of old model versions, and on SQLite fold the
+        write-ahead log into the database, here rather than in a serving process, where it
+        would stall a request."""
+        now = time.monotonic()
+        if now - self._last_tidy < 1.0:
+            return
+        self._last_tidy = now
+        with _normal_cpu_priority(), self.sessions() as session:
+            model_versions.forget_old_weights(session)
+            session.commit()
+        # At normal priority too: the RESTART pass holds the store's writers back while it runs,
+        # and a PASSIVE pass starved at the lowest priority would leave it more to copy.
+        with _normal_cpu_priority(), self.sessions() as session:
+            maintenance.checkpoint_write_ahead_log(session=session)
+
+
+class LearnerProcess:
+    """`haggler learn` as a child of the serving process, restarted if it dies. It runs at the
+    lowest CPU priority: when the cores are busy, serving wins (measured: at nice 10 the learner
+    still doubled the p99 turn latency at 500 turns/s; SCHED_IDLE, with normal priority while it
+    holds the store's write lock, brought training on level with off); a learner that falls
+    behind catches up later, a slow answer is lost for good."""
+
+    RESTART_AFTER = 5.0
+    """Seconds between restarts of a learner that keeps dying (its error is in the log)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._process: subprocess.Popen[bytes] | None = None
+        self._started = 0.0
+        self.restarts = 0
+        self.start()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        self._process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "haggler", "learn"),
+                *("--parent", str(os.getpid()), "--low-priority"),
+            ],
+            env={**os.environ, **settings_environment(self.settings)},
+        )
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def keep_alive(self) -> None:
+        """Start the learner again if it died (not more often than every RESTART_AFTER s)."""
+        if self.alive() or time.monotonic() - self._started < self.RESTART_AFTER:
+            return
+        code = self._process.returncode if self._process is not None else None
+        log.error("[Training] The learner process stopped (exit code %s); starting it again", code)
+        self.restarts += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None

@@ -1,0 +1,62 @@
+"""Named counters: the serving version, the training switch, negotiations learned."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import (
+    Table,
+    bindparam,
+    insert,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from haggler.store.base import run_statement
+from haggler.store.tables import (
+    CounterRow,
+)
+
+# -- model snapshots: what serves, and the log of model changes ----------------------------------
+
+SERVING_VERSION = "serving_version"
+"""Counter naming the model version every serving process acts with."""
+TRAINING_ENABLED = "training_enabled"
+"""Counter: 1 while online training is on (switched at run time by the operator)."""
+NEGOTIATIONS_LEARNED = "negotiations_learned"
+"""Counter: negotiations the learner has trained on (checkpoint names count with it)."""
+
+
+COUNTERS = cast(Table, CounterRow.__table__)
+SET_COUNTER = (
+    update(COUNTERS)
+    .where(COUNTERS.c.name == bindparam("counter"))
+    .values(value=bindparam("counter_value"))
+)
+SWAP_COUNTER = SET_COUNTER.where(COUNTERS.c.value == bindparam("expected_value"))
+INSERT_COUNTER = insert(COUNTERS)
+
+
+# -- counters ---------------------------------------------------------------------------------
+
+
+def get_counter(name: str, *, session: Session) -> int:
+    row = session.get(CounterRow, name)
+    return row.value if row is not None else 0
+
+
+def set_counter(name: str, value: int, *, session: Session) -> None:
+    """Set counter `name` (on the driver's cursor: the learner sets one every step)."""
+    if (
+        run_statement(session, SET_COUNTER, [{"counter": name, "counter_value": value}]).rowcount
+        == 0
+    ):
+        run_statement(session, INSERT_COUNTER, [{"name": name, "value": value}])
+    forget_loaded_counter(name, session=session)
+
+
+def forget_loaded_counter(name: str, *, session: Session) -> None:
+    """The driver's cursor bypasses the session: a counter it loaded before must be read again."""
+    loaded = session.identity_map.get(session.identity_key(CounterRow, name))
+    if loaded is not None:
+        session.expire(loaded)

@@ -1,0 +1,126 @@
+"""The learner's view of finished negotiations: its queue, their experiences, and marking them
+learned."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    bindparam,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from haggler.core.transitions import Transitions
+from haggler.store.base import run_statement
+from haggler.store.negotiations import NEGOTIATIONS
+from haggler.store.tables import (
+    DecisionRow,
+    NegotiationRow,
+)
+
+
+@dataclass(frozen=True)
+class QueuedNegotiation:
+    """A finished negotiation as the learner takes it in: only its experiences."""
+
+    id: int
+    finished_at: datetime | None
+    experiences: Transitions | None
+    """None for a negotiation without buyer decisions (the seller ended it at once)."""
+
+
+def _experiences_by_negotiation(
+    negotiation_ids: Sequence[int], *, session: Session
+) -> dict[int, Transitions]:
+    """The experiences of finished negotiations from their decisions alone (measured: reading
+    the turns and replaying them through the protocol took most of the learner's read time).
+    The last decision of a finished negotiation is terminal, so its next observation is never
+    used: it is stored as zeros with every move marked legal."""
+    rows: dict[int, list[Any]] = {}
+    for start in range(0, len(negotiation_ids), 500):  # bounded IN lists
+        chunk = list(negotiation_ids[start : start + 500])
+        for row in session.execute(
+            select(
+                DecisionRow.negotiation_id,
+                DecisionRow.observation,
+                DecisionRow.action_mask,
+                DecisionRow.move,
+                DecisionRow.reward,
+            )
+            .where(DecisionRow.negotiation_id.in_(chunk))
+            .order_by(DecisionRow.negotiation_id, DecisionRow.round)
+        ):
+            rows.setdefault(row.negotiation_id, []).append(row)
+    experiences = {}
+    for negotiation_id, decisions in rows.items():
+        observations = np.asarray([d.observation for d in decisions], dtype=np.float32)  # (T, O)
+        masks = np.asarray([d.action_mask for d in decisions], dtype=bool)  # (T, N_MOVES)
+        terminated = np.zeros(len(decisions), dtype=bool)
+        terminated[-1] = True
+        experiences[negotiation_id] = Transitions(
+            observation=observations,
+            action_mask=masks,
+            move=np.asarray([d.move for d in decisions], dtype=np.int64),
+            reward=np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
+            next_observation=np.concatenate([observations[1:], np.zeros_like(observations[:1])]),
+            next_action_mask=np.concatenate([masks[1:], np.ones_like(masks[:1])]),
+            terminated=terminated,
+        )
+    return experiences
+
+
+def learned_experiences(*, session: Session, limit: int) -> Transitions | None:
+    """At least the newest `limit` experiences the learner has taken in (whole negotiations),
+    oldest first, to rebuild its replay buffer after a restart; None if there are none."""
+    ids: list[int] = []
+    total = 0
+    query = (
+        select(NegotiationRow.id, NegotiationRow.rounds)
+        .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_not(None))
+        .order_by(NegotiationRow.id.desc())
+    )
+    for row in session.execute(query.execution_options(yield_per=1000)):
+        ids.append(row.id)
+        total += row.rounds
+        if total >= limit:
+            break
+    ids.reverse()  # oldest first, as they were played
+    by_negotiation = _experiences_by_negotiation(ids, session=session)
+    batches = [by_negotiation[i] for i in ids if i in by_negotiation]
+    if not batches:
+        return None
+    return Transitions(*(np.concatenate(parts) for parts in zip(*batches, strict=True)))
+
+
+def negotiations_to_learn(*, session: Session, limit: int) -> list[QueuedNegotiation]:
+    """The learner's queue: finished negotiations not yet learned from, in the order they ended."""
+    rows = session.execute(
+        select(NegotiationRow.id, NegotiationRow.finished_at)
+        .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_(None))
+        .order_by(NegotiationRow.finished_at, NegotiationRow.id)
+        .limit(limit)
+    ).all()
+    experiences = _experiences_by_negotiation([r.id for r in rows], session=session)
+    return [QueuedNegotiation(r.id, r.finished_at, experiences.get(r.id)) for r in rows]
+
+
+_MARK_LEARNED = (
+    update(NEGOTIATIONS)
+    .where(NEGOTIATIONS.c.id == bindparam("learned_id"))
+    .values(learned_at=bindparam("learned_when"))
+)
+
+
+def mark_learned(negotiation_ids: Sequence[int], *, session: Session) -> None:
+    """Take negotiations off the learner's queue (on the driver's cursor, like all of the
+    learner's step: on SQLite every serving process waits while it holds the write lock)."""
+    if negotiation_ids:
+        now = datetime.now(UTC)
+        rows = [{"learned_id": id_, "learned_when": now} for id_ in negotiation_ids]
+        run_statement(session, _MARK_LEARNED, rows)
