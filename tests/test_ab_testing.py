@@ -12,18 +12,20 @@ from haggler.core.negotiation import episode_return
 from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
 from haggler.policy.baselines import BASELINES
-from haggler.safety.ab_testing import (
-    ArmOutcome,
-    StoppingRule,
+from haggler.safety.ab_simulation import (
     _first_stop,
-    _Stop,
     aa_simulation,
-    assign_arm,
     format_ab_simulation,
-    judge,
     outcome_of,
     outcomes_of,
     simulate_tests,
+)
+from haggler.safety.ab_testing import (
+    ArmOutcome,
+    Stop,
+    StoppingRule,
+    assign_arm,
+    judge,
     summarise_arm,
 )
 
@@ -192,7 +194,7 @@ def test_the_vectorised_rule_decides_as_judge_does(pool: list[ArmOutcome]) -> No
             if t >= n - 100 or t % 10 == 0:  # judge is slow; every look near the stop
                 decision = judge(*arms, rule).decision
                 assert decision == "continue" or t == n, (seed, t)
-        assert decision == ("promote" if stop is _Stop.PROMOTE else "reject")
+        assert decision == ("promote" if stop is Stop.PROMOTE else "reject")
 
 
 def test_a_bad_rule_is_refused() -> None:

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from conftest import opened, states
 from haggler.core.negotiation import Action, Move, NegotiationState, Outcome, Party, apply_move
-from haggler.core.scenarios import Buyer, play, scenario_suite
+from haggler.core.play import Buyer
+from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import ALL_STRATEGIES
 from haggler.policy.baselines import BASELINES, AcceptFirstBuyer, TimeBasedBuyer
 

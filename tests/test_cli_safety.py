@@ -11,8 +11,8 @@ import pytest
 
 from haggler.config import DQNConfig
 from haggler.learning.dqn import BuyerAgent
-from haggler.serving import model_versions
 from haggler.store import snapshots as snapshot_store
+from haggler.store import versions
 from haggler.store.database import make_engine, migrate, session_factory
 from test_cli import assert_one_line_error, invoke, isolated, run_main  # noqa: F401
 
@@ -29,7 +29,7 @@ def store(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F81
     engine = make_engine(url)
     migrate(engine)
     sessions = session_factory(engine)
-    model_versions.ensure_serving(model, sessions)
+    versions.ensure_serving(sessions, lambda: model.snapshot)
     other = BuyerAgent(DQNConfig(hidden_sizes=(32,), seed=1))
     with sessions() as session:
         snapshot_store.publish_snapshot(

@@ -12,7 +12,8 @@ from scipy import stats
 
 from conftest import played_at
 from haggler.core.negotiation import Action, NegotiationState
-from haggler.core.scenarios import Buyer, play, scenario_suite
+from haggler.core.play import Buyer
+from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
 from haggler.policy.baselines import BASELINES
 from haggler.safety.evaluation import (

@@ -13,11 +13,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.api.app import create_app
 from haggler.config import Settings
+from haggler.learning import checkpoints
 from haggler.learning.checkpoints import list_checkpoints
-from haggler.learning.learner_process import LearnerProcess, StoreLearner
-from haggler.serving import model_versions
+from haggler.learning.store_learner import StoreLearner
+from haggler.serving.learner_supervisor import LearnerProcess
 from haggler.store import experiences as experience_store
 from haggler.store import snapshots as snapshot_store
+from haggler.store import versions
 from haggler.store.database import make_engine, session_factory
 from test_api_operations import OPERATOR, play, wait_for
 
@@ -71,7 +73,7 @@ def test_with_training_on_each_step_publishes_a_version_that_serving_follows(
         wait_for(lambda: client.get("/api/training").json()["model_version"] == second)
         # The served weights are the learner's, bit for bit.
         observation = np.linspace(0, 1, 17, dtype=np.float32)
-        served = client.app.state.runtime.service.agent.snapshot  # type: ignore[attr-defined]
+        served = client.app.state.runtime.service.snapshot  # type: ignore[attr-defined]
         np.testing.assert_array_equal(
             served.q_values(observation), learner.agent.snapshot.q_values(observation)
         )
@@ -136,7 +138,7 @@ def test_a_learner_that_lost_the_race_to_a_restore_publishes_nothing(
         play(client, 1)
         learner.version = serving(sessions)
         # The operator restores after the learner read the store but before it published:
-        model_versions.restore(checkpoint, external.checkpoint_dir, sessions)
+        checkpoints.restore(checkpoint, external.checkpoint_dir, sessions)
         restored = serving(sessions)
         stale = learner.version
         learner._follow = lambda session, version: None  # type: ignore[method-assign]
@@ -170,7 +172,7 @@ def test_one_learner_at_a_time_and_a_standby_takes_over_when_it_stops(
 def test_old_weights_are_dropped_by_the_tidy_step_not_while_publishing(
     external: Settings, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(model_versions, "KEEP_WEIGHTS", 2)
+    monkeypatch.setattr(versions, "KEEP_WEIGHTS", 2)
     with TestClient(create_app(external)) as client:
         client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
         learner = StoreLearner(external, sessions)

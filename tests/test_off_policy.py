@@ -16,23 +16,22 @@ from haggler.core.features import N_MOVES, OBSERVATION_SIZE, BuyerMove
 from haggler.core.negotiation import episode_return
 from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.core.transitions import LoggedEpisode
 from haggler.learning.dqn import BuyerAgent
 from haggler.learning.pretraining import PretrainConfig, pretrain
 from haggler.policy.exploration import GREEDY, Exploration, move_probabilities
 from haggler.policy.snapshot import AgentBuyer, PolicySnapshot
+from haggler.safety.bootstrap import bootstrap_interval
+from haggler.safety.logged_episodes import pad, play_logged
 from haggler.safety.off_policy import (
-    LoggedEpisode,
     OffPolicyEstimate,
     TrajectoryWeights,
-    bootstrap_interval,
     compare_offline,
     effective_sample_size,
     evaluate_offline,
     off_policy_estimate,
     on_policy_estimate,
-    pad,
     pdwis,
-    play_logged,
     trajectory_weights,
     wdr,
 )
@@ -231,7 +230,7 @@ def test_greedy_logging_plays_as_the_agent_does_and_logs_step_rewards() -> None:
     suite = scenario_suite(60, 2, TRAINING_STRATEGIES)
     logs, played = play_logged(suite, agent.snapshot)
     for scenario, logged, result in zip(suite, logs, played, strict=True):
-        assert result.state == play(scenario, AgentBuyer(agent)).state
+        assert result.state == play(scenario, AgentBuyer(agent.snapshot)).state
         assert len(logged) == result.state.buyer_moves
         assert logged.propensities.tolist() == [1.0] * len(logged)
         assert logged.ret == pytest.approx(episode_return(result.state))

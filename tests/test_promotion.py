@@ -13,11 +13,12 @@ from haggler.config import DQNConfig
 from haggler.core.features import BuyerMove
 from haggler.core.scenarios import scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
+from haggler.core.transitions import LoggedEpisode
 from haggler.learning.dqn import BuyerAgent
 from haggler.learning.pretraining import PretrainConfig, pretrain
 from haggler.policy.exploration import Exploration
 from haggler.policy.snapshot import PolicySnapshot
-from haggler.safety.off_policy import LoggedEpisode, play_logged
+from haggler.safety.logged_episodes import play_logged
 from haggler.safety.promotion import GateConfig, gate_suite, judge
 
 FAST = GateConfig(suite_episodes=200, resamples=500)

@@ -12,7 +12,8 @@ from scipy import stats
 from haggler.core.scenarios import scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
 from haggler.policy.baselines import BASELINES
-from haggler.safety.ab_testing import ArmOutcome, outcomes_of
+from haggler.safety.ab_simulation import outcomes_of
+from haggler.safety.ab_testing import ArmOutcome
 from haggler.safety.rollback import (
     MonitorConfig,
     _first_alarm,

@@ -17,8 +17,7 @@ from haggler.config import Settings
 from haggler.core.features import N_MOVES, BuyerMove
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.safety.safe_learning import SafeLearning
-from haggler.serving import model_versions
-from haggler.store import experiments
+from haggler.store import experiments, versions
 from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, session_factory
 from test_api_operations import OPERATOR, wait_for
@@ -53,7 +52,7 @@ def fixed_policy(like: PolicySnapshot, move: BuyerMove, version: int) -> PolicyS
 def serve(sessions: sessionmaker[Session], snapshot: PolicySnapshot) -> None:
     """Publish `snapshot` as the serving version, as a learner in immediate mode would."""
     with sessions() as session:
-        model_versions.publish(
+        versions.publish(
             session,
             snapshot,
             expected_serving=snapshot_store.serving_version(session=session),
@@ -64,7 +63,7 @@ def serve(sessions: sessionmaker[Session], snapshot: PolicySnapshot) -> None:
 
 
 def served_version(client: TestClient) -> int:
-    return int(client.app.state.runtime.service.agent.snapshot.version)  # type: ignore[attr-defined]
+    return int(client.app.state.runtime.service.snapshot.version)  # type: ignore[attr-defined]
 
 
 def play(client: TestClient, n: int, first_seed: int = 0) -> list[dict[str, Any]]:
@@ -92,7 +91,7 @@ def champion_and_app(
 ) -> PolicySnapshot:
     """Serve a model that haggles in small steps (the champion of these tests)."""
     with sessions() as session:
-        starter = model_versions.serving_snapshot(session)
+        starter = versions.serving_snapshot(session)
     assert starter is not None
     champion = fixed_policy(starter, BuyerMove.CONCEDE_25, starter.version + 1)
     serve(sessions, champion)
@@ -194,7 +193,7 @@ def test_a_model_that_loses_its_deals_is_rolled_back_to_the_known_good_one(
         wait_for(lambda: served_version(client) == rolled["version"])
         # The weights served again are the known good ones, bit for bit.
         observation = np.linspace(0, 1, 17, dtype=np.float32)
-        served = client.app.state.runtime.service.agent.snapshot  # type: ignore[attr-defined]
+        served = client.app.state.runtime.service.snapshot  # type: ignore[attr-defined]
         np.testing.assert_array_equal(served.q_values(observation), champion.q_values(observation))
         metrics = client.get("/metrics").text
         assert "haggler_rollbacks_total 1.0" in metrics

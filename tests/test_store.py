@@ -168,14 +168,14 @@ def _play_stored_negotiation(session: Session) -> int:
     state = apply_move(state, Party.BUYER, Action.counter(700.0))
     state = apply_move(state, Party.SELLER, Action.counter(1100.0))
     negotiation_store.record_progress(
-        negotiation_id, before, state, session=session, decision=_decision(1, -0.002)
+        negotiation_id, before, state, session=session, decisions=[_decision(1, -0.002)]
     )
     session.commit()
     before = state
     state = apply_move(state, Party.BUYER, Action.counter(900.0))
     state = apply_move(state, Party.SELLER, Action.accept())
     negotiation_store.record_progress(
-        negotiation_id, before, state, session=session, decision=_decision(2, 0.05), reward=0.048
+        negotiation_id, before, state, session=session, decisions=[_decision(2, 0.05)], reward=0.048
     )
     session.commit()
     return negotiation_id

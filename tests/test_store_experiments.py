@@ -55,7 +55,7 @@ def finished_negotiation(session: Session, *, accept: bool, version: int = 1) ->
         state,
         after,
         session=session,
-        decision=decision,
+        decisions=[decision],
         reward=decision.reward,
     )
     return negotiation_id

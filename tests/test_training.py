@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 
 from haggler.config import DQNConfig
+from haggler.core.scenarios import EVALUATION_STREAM, TRAINING_STREAM, scenario_rng
 from haggler.core.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.pretraining import (
-    EVALUATION_STREAM,
-    TRAINING_STREAM,
-    PretrainConfig,
-    PretrainProgress,
-    pretrain,
-    scenario_rng,
-)
+from haggler.learning.pretraining import PretrainConfig, PretrainProgress, pretrain
 
 TINY = PretrainConfig(seconds=None, env_steps=3000, n_envs=8, learning_starts=500)
 OBSERVATIONS = np.linspace(0.0, 1.0, 17 * 4, dtype=np.float32).reshape(4, 17)

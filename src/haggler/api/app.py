@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
@@ -29,12 +28,12 @@ from haggler.api.routes import (
 )
 from haggler.config import Settings
 from haggler.core.negotiation import ProtocolError
-from haggler.learning.learner_process import LearnerProcess, StoreLearner
+from haggler.learning.checkpoints import read_snapshot
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
-from haggler.serving import model_versions
+from haggler.serving.learner_supervisor import LearnerProcess
 from haggler.serving.service import NegotiationService
 from haggler.store import catalogue as catalogue_store
-from haggler.store import counters, experiments
+from haggler.store import counters, experiments, versions
 from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
 from haggler.web import pages
@@ -50,7 +49,6 @@ POLL_SECONDS = 0.1
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        torch.set_num_threads(1)  # measured: a second thread only added latency spikes
         engine = make_engine(settings.database_url)
         migrate(engine)
         sessions = session_factory(engine)
@@ -60,13 +58,15 @@ def create_app(settings: Settings) -> FastAPI:
                 counters.TRAINING_ENABLED, int(settings.enable_training), session=session
             )
             session.commit()
+        # The model file is read (with torch) only for a store that serves no version yet.
+        snapshot = versions.ensure_serving(sessions, lambda: read_snapshot(settings.model_path))
         service = NegotiationService(
             settings.model_path,
             enable_training=settings.enable_training,
             settings=settings,
             learn_inline=False,  # the learner trains from the store, never in a request
+            snapshot=snapshot,
         )
-        model_versions.ensure_serving(service.agent, sessions)
         runtime = Runtime(settings, engine, sessions, service)
         runtime.turn_latency = metrics.turn_latency_histogram(runtime.metrics)
         runtime.metrics.register(metrics.StoreCollector(sessions, service))
@@ -79,7 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
         log.info(
             "haggler %s serving model version %d (training %s, learner: %s)",
             __version__,
-            service.agent.snapshot.version,
+            service.snapshot.version,
             "on" if settings.enable_training else "off",
             settings.learner,
         )
@@ -120,6 +120,8 @@ def _start_learner(settings: Settings, runtime: Runtime) -> LearnerStop:
         return lambda: None
     if settings.learner == "thread":
         stop = threading.Event()
+        from haggler.learning.store_learner import StoreLearner  # loads torch
+
         learner = StoreLearner(settings, runtime.sessions)
         thread = threading.Thread(target=learner.run, args=(stop,), name="haggler-learner")
         thread.start()
@@ -146,7 +148,7 @@ async def _follow_store(runtime: Runtime) -> None:
             with runtime.engine.connect() as connection:
                 followed = snapshot_store.followed(session=connection)
             version = followed.serving_version
-            new_serving = version is not None and version != service.agent.snapshot.version
+            new_serving = version is not None and version != service.snapshot.version
             new_test = followed.ab_test_id is not None and (
                 service.ab_test is None
                 or service.ab_test[0] != followed.ab_test_id
@@ -182,7 +184,7 @@ async def _follow_store(runtime: Runtime) -> None:
                 )
                 service.ab_test = (test.id, test.split)
             if stored is not None and stored.weights is not None:
-                service.agent.serve(PolicySnapshot.from_bytes(stored.weights, stored.version))
+                service.serve(PolicySnapshot.from_bytes(stored.weights, stored.version))
         except ModelFileError:  # unreadable weights: keep serving what this process has
             log.exception("could not load a model version from the store")
             continue

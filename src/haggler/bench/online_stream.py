@@ -1,17 +1,18 @@
 """The online-learning harness of the benchmarks: the service's serve-log-learn-promote loop over
 simulated negotiations, the held-out measurements, and a cache of pretrained models.
 
-`OnlineStream` mirrors the service: the served snapshot (the champion) negotiates with an
-`Exploration`, every decision is logged with its propensity, and a separate learner takes each
-finished negotiation's transitions and runs `min(moves, train_steps)` gradient steps at an online
-learning rate. In `immediate` promotion the learner's every update serves at once (the spec's
-original behaviour); in `gated` promotion the learner's snapshot is a candidate every
-`save_interval` negotiations and serves only if `promotion.judge` passes it against the champion
-on the most recent logged negotiations. `run_stream` streams a sequence of negotiations through it
-and measures the served snapshot greedily on a fixed held-out set every so often.
+`OnlineStream` drives the service's own decision path (`NegotiationService.play`): the served
+snapshot (the champion) negotiates with an `Exploration`, every decision is logged with its
+propensity, and a separate learner takes each finished negotiation's transitions and runs
+`min(moves, train_steps)` gradient steps at an online learning rate. In `immediate` promotion
+the learner's every update serves at once (the spec's original behaviour); in `gated` promotion
+the learner's snapshot is a candidate every `save_interval` negotiations and serves only if
+`promotion.judge` passes it against the champion on the most recent logged negotiations.
+`run_stream` streams a sequence of negotiations through it and measures the served snapshot
+greedily on a fixed held-out set every so often.
 
-Scenario streams are distinct: pretraining uses `training.TRAINING_STREAM`, the measurement sets
-`training.EVALUATION_STREAM`, the online stream, the gate's bootstrap and exploration their own.
+Scenario streams are distinct: pretraining uses `scenarios.TRAINING_STREAM`, the measurement sets
+`scenarios.EVALUATION_STREAM`, the online stream, the gate's bootstrap and exploration their own.
 Pretrained models are cached under `cache_dir`, keyed by everything that shapes them.
 """
 
@@ -30,18 +31,18 @@ from typing import Any, Literal
 
 import numpy as np
 
-from haggler.config import DQNConfig
-from haggler.core.features import legal_moves, observe
-from haggler.core.negotiation import NegotiationState
-from haggler.core.scenarios import Played, Scenario, draw_scenario
-from haggler.core.transitions import Transitions
+from haggler.config import DQNConfig, Settings
+from haggler.core.play import open_with
+from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, draw_scenario, scenario_rng
+from haggler.core.transitions import LoggedEpisode, negotiation_transitions
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.pretraining import EVALUATION_STREAM, PretrainConfig, pretrain, scenario_rng
+from haggler.learning.pretraining import PretrainConfig, pretrain
 from haggler.policy.exploration import GREEDY, Exploration
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.safety.evaluation import Estimate, mean_ci, paired_test, proportion_ci
-from haggler.safety.off_policy import LoggedEpisode, play_logged
+from haggler.safety.logged_episodes import play_logged
 from haggler.safety.promotion import GateConfig, judge
+from haggler.serving.service import NegotiationService
 
 ONLINE_STREAM = 2
 """Scenario stream of the online negotiations (training's are 0, evaluation's 1)."""
@@ -100,21 +101,6 @@ def online_config(mode: str, **overrides: Any) -> OnlineConfig:
 # -- the online stream ----------------------------------------------------------------------------
 
 
-def episode_transitions(episode: LoggedEpisode, final_state: NegotiationState) -> Transitions:
-    """A logged negotiation's experiences, as `agent.negotiation_transitions` builds them."""
-    terminated = np.zeros(len(episode), dtype=bool)
-    terminated[-1] = final_state.is_over
-    return Transitions(
-        observation=episode.observations,
-        action_mask=episode.action_masks,
-        move=episode.moves,
-        reward=episode.rewards.astype(np.float32),
-        next_observation=np.vstack([episode.observations[1:], observe(final_state)[None]]),
-        next_action_mask=np.vstack([episode.action_masks[1:], legal_moves(final_state)[None]]),
-        terminated=terminated,
-    )
-
-
 class OnlineStream:
     """The service's online loop over simulated negotiations: serve, log, learn, promote."""
 
@@ -125,7 +111,9 @@ class OnlineStream:
         self.start = self.learner.snapshot
         self.champion = self.learner.snapshot
         """The snapshot that serves."""
-        self.rng = np.random.default_rng(np.random.SeedSequence([EXPLORATION_STREAM, seed]))
+        self.service = _serving(config.exploration, self.champion)
+        """The service's own decision path: what it serves is what the stream measures."""
+        self.service.rng = np.random.default_rng(np.random.SeedSequence([EXPLORATION_STREAM, seed]))
         self.gate_rng = np.random.default_rng(np.random.SeedSequence([GATE_STREAM, seed]))
         self.logged: deque[LoggedEpisode] = deque(maxlen=config.window)
         self.negotiations = 0
@@ -137,11 +125,21 @@ class OnlineStream:
 
     def negotiate(self, scenario: Scenario) -> Played:
         """Serve one negotiation, learn from it, and promote as the mode says."""
-        episodes, played = play_logged(
-            [scenario], self.champion, self.config.exploration, rng=self.rng
+        seller = scenario.seller()
+        final, decisions = self.service.play(
+            open_with(scenario.terms, seller), seller, self.champion
         )
-        self.logged.append(episodes[0])
-        transitions = episode_transitions(episodes[0], played[0].state)
+        episode = LoggedEpisode(
+            observations=np.stack([d.observation for d in decisions]),
+            action_masks=np.stack([d.action_mask for d in decisions]),
+            moves=np.array([d.move for d in decisions], dtype=np.int64),
+            propensities=np.array([d.propensity for d in decisions], dtype=np.float64),
+            rewards=np.array([d.reward for d in decisions], dtype=np.float64),
+        )
+        self.logged.append(episode)
+        transitions = negotiation_transitions(
+            episode.observations, episode.action_masks, episode.moves, episode.rewards
+        )
         self.learner.add_transitions(transitions)
         self.learner.train_steps(min(len(transitions.move), self.config.train_steps))
         self.negotiations += 1
@@ -149,7 +147,7 @@ class OnlineStream:
             self._promote(self.learner.snapshot)
         elif self.negotiations % self.config.save_interval == 0:
             self.judge(self.learner.snapshot)
-        return played[0]
+        return Played(scenario, final, seller.reserve)
 
     def judge(self, candidate: PolicySnapshot) -> bool:
         """Let the gate decide whether `candidate` serves instead of the champion."""
@@ -168,7 +166,27 @@ class OnlineStream:
     def _promote(self, snapshot: PolicySnapshot) -> None:
         if snapshot.version != self.champion.version:
             self.champion = snapshot
+            self.service.serve(snapshot)
             self.promotions += 1
+
+
+def _serving(exploration: Exploration, snapshot: PolicySnapshot) -> NegotiationService:
+    """A `NegotiationService` acting with `snapshot` under `exploration`, as the service does
+    with online training on (its learning is the stream's own: `OnlineStream.negotiate`)."""
+    settings = Settings(
+        _env_file=None,
+        enable_training=exploration.explores,
+        exploration="safe" if exploration.mode == "safe" else "epsilon",
+        epsilon=exploration.epsilon,
+        exploration_temperature=exploration.temperature,
+    )
+    return NegotiationService(
+        settings.model_path,
+        enable_training=exploration.explores,
+        settings=settings,
+        learn_inline=False,
+        snapshot=snapshot,
+    )
 
 
 def _failed_checks(figures: dict[str, Any]) -> str:

@@ -14,20 +14,16 @@ from typing import Any
 import numpy as np
 
 from haggler.config import DQNConfig
-from haggler.core.scenarios import scenario_suite
+from haggler.core.scenarios import EVALUATION_STREAM, scenario_rng, scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.pretraining import EVALUATION_STREAM, PretrainConfig, pretrain, scenario_rng
+from haggler.learning.pretraining import PretrainConfig, pretrain
 from haggler.policy.exploration import GREEDY, Exploration
 from haggler.policy.snapshot import PolicySnapshot
+from haggler.safety.bootstrap import RESAMPLES, BootstrapMethod
 from haggler.safety.evaluation import Estimate, mean_ci, proportion_ci
-from haggler.safety.off_policy import (
-    RESAMPLES,
-    BootstrapMethod,
-    OffPolicyEstimate,
-    evaluate_offline,
-    play_logged,
-)
+from haggler.safety.logged_episodes import play_logged
+from haggler.safety.off_policy import OffPolicyEstimate, evaluate_offline
 
 HONESTY_LOGGING = Exploration("safe", 0.3)
 """The honesty benchmark's default behaviour: the safe mode, exploring three times as often as

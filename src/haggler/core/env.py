@@ -24,12 +24,10 @@ from haggler.core.features import (
 )
 from haggler.core.negotiation import (
     NegotiationState,
-    Party,
     RewardConfig,
-    apply_move,
-    open_negotiation,
     step_reward,
 )
+from haggler.core.play import buyer_round, open_with
 from haggler.core.scenarios import Scenario, draw_scenario
 from haggler.core.sellers import TRAINING_STRATEGIES, SimulatedSeller
 
@@ -71,7 +69,7 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
             scenario = draw_scenario(self.np_random, self.strategies, max_rounds=self.max_rounds)
         self.scenario = scenario
         self.seller = scenario.seller()
-        self.state = open_negotiation(scenario.terms, self.seller.opening_ask())
+        self.state = open_with(scenario.terms, self.seller)
         return observe(self.state), self._info(illegal=False)
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -84,9 +82,7 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
         if illegal:
             legal = legal_moves(self.state)
             move = BuyerMove.HOLD if legal[BuyerMove.HOLD] else BuyerMove.WALK_AWAY
-        state = apply_move(self.state, Party.BUYER, to_action(self.state, move))
-        if not state.is_over:
-            state = apply_move(state, Party.SELLER, self.seller.respond(state))
+        state = buyer_round(self.state, to_action(self.state, move), self.seller)
         self.state = state
         # The simulation knows whether a deal was possible: the seller's floor within the limit.
         feasible = self.seller.reserve <= state.terms.buyer_limit

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
+from haggler.core import play as game
 from haggler.core.catalogue import SEED_CATALOGUE, Product
 from haggler.core.negotiation import (
-    Action,
     NegotiationState,
-    Party,
     Terms,
-    apply_move,
-    open_negotiation,
 )
+from haggler.core.play import Buyer
 from haggler.core.sellers import SimulatedSeller, make_seller
 
 MAX_ROUNDS_RANGE = (6, 14)
 """Purchasers give the agent between 6 and 14 rounds; 10 is the service's default."""
 
 
-class Buyer(Protocol):
-    """Anything that can play the buyer: the agent, a baseline rule."""
+TRAINING_STREAM = 0
+"""Scenario streams are keyed by (stream, seed): training and evaluation never share a scenario."""
+EVALUATION_STREAM = 1
 
-    @property
-    def name(self) -> str: ...
 
-    def act(self, state: NegotiationState) -> Action: ...
+def scenario_rng(stream: int, seed: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([stream, seed]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +94,4 @@ class Played:
 def play(scenario: Scenario, buyer: Buyer) -> Played:
     """Play `buyer` against the scenario's seller until the negotiation ends."""
     seller = scenario.seller()
-    state = open_negotiation(scenario.terms, seller.opening_ask())
-    while not state.is_over:
-        state = apply_move(state, Party.BUYER, buyer.act(state))
-        if not state.is_over:
-            state = apply_move(state, Party.SELLER, seller.respond(state))
-    return Played(scenario, state, seller.reserve)
+    return Played(scenario, game.play(scenario.terms, buyer, seller), seller.reserve)

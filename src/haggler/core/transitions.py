@@ -9,12 +9,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from haggler.core.features import (
-    legal_moves,
-    observe,
-)
-from haggler.core.negotiation import NegotiationState
-
 
 class Transitions(NamedTuple):
     """A batch of transitions, one row each; arrays with a leading batch dimension B."""
@@ -42,21 +36,76 @@ class LoggedDecision:
     reward: float | None = None
 
 
-def negotiation_transitions(
-    decisions: Sequence[LoggedDecision], rewards: Sequence[float], final_state: NegotiationState
+@dataclasses.dataclass(frozen=True)
+class LoggedEpisode:
+    """One logged negotiation: every buyer decision, in order, with its propensity and reward."""
+
+    observations: np.ndarray  # (T, OBSERVATION_SIZE) float32
+    action_masks: np.ndarray  # (T, N_MOVES) bool
+    moves: np.ndarray  # (T,) int64
+    propensities: np.ndarray  # (T,) float64, the behaviour policy's probability of each logged move
+    rewards: np.ndarray  # (T,) float64
+
+    @property
+    def ret(self) -> float:
+        """The episode's return: the sum of its rewards."""
+        return float(np.sum(self.rewards))
+
+    def __len__(self) -> int:
+        return len(self.moves)
+
+
+def transitions(
+    observation: np.ndarray,
+    action_mask: np.ndarray,
+    move: np.ndarray,
+    reward: np.ndarray,
+    next_observation: np.ndarray,
+    next_action_mask: np.ndarray,
+    terminated: np.ndarray,
 ) -> Transitions:
-    """One negotiation's experiences: each decision leads to the next, the last to the end."""
-    n = len(decisions)
-    next_observations = [d.observation for d in decisions[1:]] + [observe(final_state)]
-    next_masks = [d.action_mask for d in decisions[1:]] + [legal_moves(final_state)]
-    terminated = np.zeros(n, dtype=bool)
-    terminated[-1] = final_state.is_over
+    """Every transition haggler learns from is built here, with one convention for the end: a
+    terminal transition's next observation is zeros with every move legal. Nothing follows the
+    end, so the update never uses it (its target is the reward alone); the store, which keeps
+    only decisions, can build the very same rows as pretraining."""
+    ended = np.asarray(terminated, dtype=bool)  # (B,)
     return Transitions(
-        observation=np.stack([d.observation for d in decisions]),
-        action_mask=np.stack([d.action_mask for d in decisions]),
-        move=np.array([d.move for d in decisions], dtype=np.int64),
-        reward=np.asarray(rewards, dtype=np.float32),
-        next_observation=np.stack(next_observations),
-        next_action_mask=np.stack(next_masks),
+        observation=np.asarray(observation, dtype=np.float32),
+        action_mask=np.asarray(action_mask, dtype=bool),
+        move=np.asarray(move, dtype=np.int64),
+        reward=np.asarray(reward, dtype=np.float32),
+        next_observation=np.where(ended[:, None], 0.0, next_observation).astype(np.float32),
+        next_action_mask=np.where(ended[:, None], True, next_action_mask),
+        terminated=ended,
+    )
+
+
+def negotiation_transitions(
+    observations: np.ndarray, action_masks: np.ndarray, moves: np.ndarray, rewards: np.ndarray
+) -> Transitions:
+    """A finished negotiation's experiences, one per buyer decision, from its decision log:
+    each decision leads to the next, the last one to the end."""
+    steps = len(moves)
+    terminated = np.zeros(steps, dtype=bool)
+    terminated[-1] = True
+    return transitions(
+        observations,
+        action_masks,
+        moves,
+        rewards,
+        next_observation=np.concatenate([observations[1:], np.zeros_like(observations[:1])]),
+        next_action_mask=np.concatenate([action_masks[1:], np.ones_like(action_masks[:1])]),
         terminated=terminated,
+    )
+
+
+def logged_transitions(
+    decisions: Sequence[LoggedDecision], rewards: Sequence[float]
+) -> Transitions:
+    """`negotiation_transitions` of a finished negotiation's logged decisions and their rewards."""
+    return negotiation_transitions(
+        np.stack([d.observation for d in decisions]),
+        np.stack([d.action_mask for d in decisions]),
+        np.array([d.move for d in decisions], dtype=np.int64),
+        np.asarray(rewards, dtype=np.float32),
     )

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.files import atomic_write
-from haggler.learning.dqn import BuyerAgent, read_checkpoint
-from haggler.policy.snapshot import ModelFileError
+from haggler.policy.snapshot import ModelFileError, PolicySnapshot
+from haggler.store import base as store
+from haggler.store import snapshots as snapshot_store
+from haggler.store import versions
+
+if TYPE_CHECKING:  # torch loads only where a model file is read or written
+    from haggler.learning.dqn import BuyerAgent
+
+log = logging.getLogger("haggler.models")
 
 CHECKPOINT_PATTERN = re.compile(r"^buyer_agent_n(?P<n>\d+)_(?P<stamp>\d{8}_\d{6})\.pth$")
 
@@ -96,8 +108,50 @@ def resolve_checkpoint(directory: Path, requested: str | Path) -> Path:
     if not existing:
         raise CheckpointError(f"no checkpoint {requested} in {directory}")
     resolved = existing[0]
+    from haggler.learning.dqn import read_checkpoint  # loads torch
+
     try:
         read_checkpoint(resolved)
     except ModelFileError as error:
         raise CheckpointError(str(error)) from None
     return resolved
+
+
+def restore(
+    path: Path, checkpoint_dir: Path, sessions: sessionmaker[Session], *, attempts: int = 5
+) -> PolicySnapshot:
+    """Make the checkpoint at `path` serve everywhere as a new version (the learner follows)."""
+    from haggler.learning.dqn import BuyerAgent  # loads torch
+
+    try:
+        restored = BuyerAgent.from_file(path)
+    except ModelFileError as error:
+        raise CheckpointError(str(error)) from None
+    name = str(path.resolve().relative_to(checkpoint_dir.resolve()))
+    for _ in range(attempts):  # a learner may publish in between: then restore over its version
+        with sessions() as session:
+            version = snapshot_store.highest_version(session=session) + 1
+            published = dataclasses.replace(restored.snapshot, version=version)
+            try:
+                versions.publish(
+                    session,
+                    published,
+                    expected_serving=snapshot_store.serving_version(session=session),
+                    source="restore",
+                    negotiations=int(restored.metadata.get("negotiations", 0)),
+                    checkpoint=name,
+                )
+                session.commit()
+            except store.Conflict:
+                session.rollback()
+                continue
+        log.info("[Training] Restored %s as model version %d", name, published.version)
+        return published
+    raise CheckpointError("the serving model kept changing; try the restore again")
+
+
+def read_snapshot(path: Path) -> PolicySnapshot:
+    """The weights of the model file at `path`, to act with (ModelFileError if it is not one)."""
+    from haggler.learning.dqn import BuyerAgent  # loads torch
+
+    return BuyerAgent.from_file(path).snapshot

@@ -15,18 +15,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from haggler.core.env import NegotiationEnv
+from haggler.core.scenarios import TRAINING_STREAM, scenario_rng
 from haggler.core.sellers import TRAINING_STRATEGIES
-from haggler.core.transitions import Transitions
+from haggler.core.transitions import Transitions, transitions
 from haggler.learning.dqn import BuyerAgent
 from haggler.policy.snapshot import masked_greedy
-
-TRAINING_STREAM = 0
-"""Scenario streams are keyed by (stream, seed): training and evaluation never share a scenario."""
-EVALUATION_STREAM = 1
-
-
-def scenario_rng(stream: int, seed: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([stream, seed]))
 
 
 @dataclass(frozen=True)
@@ -175,11 +168,11 @@ def _step_all(
             running[i] = 0.0
             observation, info = env.reset(seed=int(rng.integers(2**31)))
         observations[i], masks[i] = observation, info["action_mask"]
-    return Transitions(
-        observation=start_observations,
-        action_mask=start_masks,
-        move=moves.astype(np.int64),
-        reward=rewards,
+    return transitions(
+        start_observations,
+        start_masks,
+        moves,
+        rewards,
         next_observation=next_observations,
         next_action_mask=next_masks,
         terminated=terminated,

@@ -8,6 +8,7 @@ limit): on the others no buyer can do anything.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,16 @@ import numpy as np
 from scipy import stats
 
 from haggler.core.negotiation import RewardConfig, episode_return, result
-from haggler.core.scenarios import Buyer, Played, Scenario, play
+from haggler.core.play import Buyer
+from haggler.core.scenarios import (
+    EVALUATION_STREAM,
+    Played,
+    Scenario,
+    play,
+    scenario_rng,
+    scenario_suite,
+)
+from haggler.core.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
 
 CONFIDENCE = 0.95
 
@@ -190,6 +200,22 @@ class Evaluation:
         }
 
 
+def evaluation_suites(
+    episodes: int, seed: int, strategies: Sequence[str] = (), max_rounds: int | None = None
+) -> dict[str, list[Scenario]]:
+    """The suites `haggler evaluate` plays, from the evaluation stream (never trained on):
+    "main" against `strategies` (default: every trained one) and, without `strategies`,
+    "held_out" against the family kept out of training."""
+    suite_seed = int(scenario_rng(EVALUATION_STREAM, seed).integers(2**63))
+    main = scenario_suite(episodes, suite_seed, strategies or TRAINING_STRATEGIES, max_rounds)
+    suites = {"main": main}
+    if not strategies:
+        suites["held_out"] = scenario_suite(
+            episodes, suite_seed + 1, HELD_OUT_STRATEGIES, max_rounds
+        )
+    return suites
+
+
 def evaluate(agent: Buyer, baselines: Sequence[Buyer], suite: Sequence[Scenario]) -> Evaluation:
     """Play the agent and every baseline on `suite` and compare them."""
     if not suite:
@@ -237,6 +263,35 @@ def evaluate(agent: Buyer, baselines: Sequence[Buyer], suite: Sequence[Scenario]
             agent.name, played[agent.name], "type_oracle", played["type_oracle"]
         ),
     )
+
+
+def across_models(evaluations: Sequence[Evaluation]) -> dict[str, dict[str, float]]:
+    """The headline figures of several models evaluated on the same suite (several training
+    seeds, say): their mean and standard deviation over the models."""
+    figures = {
+        "agent surplus": [e.reports["agent"].normalised_surplus.mean for e in evaluations],
+        "agent agreement": [e.reports["agent"].agreement_rate_feasible.mean for e in evaluations],
+        "best baseline surplus": [
+            e.reports[e.best_baseline].normalised_surplus.mean for e in evaluations
+        ],
+        "type oracle surplus": [
+            e.reports["type_oracle"].normalised_surplus.mean for e in evaluations
+        ],
+        "agent - best baseline": [e.agent_vs_best_baseline.surplus_diff.mean for e in evaluations],
+        "agent - type oracle": [e.agent_vs_type_oracle.surplus_diff.mean for e in evaluations],
+        "agreement: agent - best baseline": [
+            e.reports["agent"].agreement_rate_feasible.mean
+            - e.reports[e.best_baseline].agreement_rate_feasible.mean
+            for e in evaluations
+        ],
+    }
+    return {
+        key: {
+            "mean": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        }
+        for key, values in figures.items()
+    }
 
 
 def format_evaluation(evaluation: Evaluation, title: str) -> str:

@@ -11,174 +11,49 @@ an episode earns 0 and keeps its weight: ratio 1):
   candidate's own Q-values as the model: Q̂(s, a) = snapshot.q_values, V̂(s) = Σ_a π(a|s) Q̂(s, a).
   It stays consistent however wrong the Q-values are; good ones only narrow the interval.
 
-Each estimate has a bootstrap 95% interval over episodes (`scipy.stats.bootstrap`, percentile,
-widened for a small effective sample; a resample is a row of counts, so the estimators are a few
-matrix products over all resamples at once) and the effective sample size (Σw)² / Σw² of the
-trajectories' final weights: how many on-policy negotiations the logs are worth for this target.
-A deterministic (greedy) target read from epsilon-greedy logs keeps only the episodes in which
-every logged move was its own.
+The logs are `logged_episodes.LoggedEpisode`s. Each estimate has a bootstrap 95% interval over
+episodes (`bootstrap`: `scipy.stats.bootstrap`, percentile, widened for a small effective sample;
+a resample is a row of counts, so the estimators are a few matrix products over all resamples at
+once) and the effective sample size (Σw)² / Σw² of the trajectories' final weights: how many
+on-policy negotiations the logs are worth for this target. A deterministic (greedy) target read
+from epsilon-greedy logs keeps only the episodes in which every logged move was its own.
 
-How honest the intervals are (`honesty_trials`, 200 trials of 300 logged negotiations, a briefly
-pretrained network): the greedy value of the logging network itself, from its safe or
-epsilon-greedy (30%) logs, was covered 94.5-95.5% of the time by both. A target that differs from
-the logging network on a few states is harder: its moves there were logged only by exploration,
-with ratios up to 1/(0.3/8) = 27 each, a heavy tail that 300 negotiations rarely sample. PDWIS
-then covered 91.5-94.5%, WDR 88-90.5%: this barely trained network's Q-values are a poor model,
-and at a small effective sample WDR leans towards the model (biased down by ~0.0025 here).
+How honest the intervals are (`bench.ope_honesty.honesty_trials`, 200 trials of 300 logged
+negotiations, a briefly pretrained network): the greedy value of the logging network itself, from
+its safe or epsilon-greedy (30%) logs, was covered 94.5-95.5% of the time by both. A target that
+differs from the logging network on a few states is harder: its moves there were logged only by
+exploration, with ratios up to 1/(0.3/8) = 27 each, a heavy tail that 300 negotiations rarely
+sample. PDWIS then covered 91.5-94.5%, WDR 88-90.5%: this barely trained network's Q-values are
+a poor model, and at a small effective sample WDR leans towards the model (biased down by ~0.0025
+here).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from scipy import stats
 
-from haggler.core.features import (
-    N_MOVES,
-    OBSERVATION_SIZE,
-    BuyerMove,
-    legal_moves,
-    observe,
-    to_action,
-)
-from haggler.core.negotiation import Party, RewardConfig, apply_move, open_negotiation, step_reward
-from haggler.core.scenarios import Played, Scenario
+from haggler.core.transitions import LoggedEpisode
 from haggler.policy.exploration import GREEDY, Exploration, move_probabilities
 from haggler.policy.snapshot import PolicySnapshot
-from haggler.safety.evaluation import CONFIDENCE, Estimate, mean_ci
+from haggler.safety.bootstrap import (
+    RESAMPLES,
+    BootstrapMethod,
+    bootstrap_interval,
+    expanded_confidence,
+)
+from haggler.safety.evaluation import Estimate, mean_ci
+from haggler.safety.logged_episodes import PaddedEpisodes, pad
 
 Method = Literal["on_policy", "pdwis", "wdr"]
-BootstrapMethod = Literal["percentile", "BCa"]
 
-RESAMPLES = 2_000
-"""Bootstrap resamples per interval: the 2.5% quantile rests on 50 of them."""
-UNSUPPORTED_SHARE = 0.05
-"""Bootstrap resamples may hold no episode that the target policy could have played (weights all
-0): they have no estimate and are left out. When more than this share are so, the interval is
-undefined (NaN): the logs do not support the target."""
 RETURN_RANGE = (-1.0, 1.0)
 """Where a Q-value may lie as a model of a return: step rewards are clipped to [-1, 1], and every
 step but the last earns only the round cost (-0.002)."""
-_BATCH_CELLS = 2_000_000
-"""Resamples x episodes per batch of the bootstrap (bounds its memory to ~50 MB)."""
-
-
-@dataclass(frozen=True)
-class LoggedEpisode:
-    """One logged negotiation: every buyer decision, in order, with its propensity and reward."""
-
-    observations: np.ndarray  # (T, OBSERVATION_SIZE) float32
-    action_masks: np.ndarray  # (T, N_MOVES) bool
-    moves: np.ndarray  # (T,) int64
-    propensities: np.ndarray  # (T,) float64, the behaviour policy's probability of each logged move
-    rewards: np.ndarray  # (T,) float64
-
-    @property
-    def ret(self) -> float:
-        """The episode's return: the sum of its rewards."""
-        return float(np.sum(self.rewards))
-
-    def __len__(self) -> int:
-        return len(self.moves)
-
-
-def _check_shapes(episode: LoggedEpisode, index: int) -> None:
-    where = f"logged episode {index}"
-    steps = np.shape(episode.moves)
-    if len(steps) != 1 or steps[0] == 0:
-        raise ValueError(f"{where}: moves must be a non-empty 1-d array, got shape {steps}")
-    t = steps[0]
-    expected = {
-        "observations": (t, OBSERVATION_SIZE),
-        "action_masks": (t, N_MOVES),
-        "propensities": (t,),
-        "rewards": (t,),
-    }
-    for name, shape in expected.items():
-        actual = np.shape(getattr(episode, name))
-        if actual != shape:
-            raise ValueError(f"{where}: {name} must have shape {shape}, got {actual}")
-
-
-def _check_values(
-    moves: np.ndarray,
-    action_masks: np.ndarray,
-    propensities: np.ndarray,
-    rewards: np.ndarray,
-    starts: np.ndarray,
-) -> None:
-    """The logged steps of all episodes, concatenated: (S,) moves, propensities and rewards,
-    (S, N_MOVES) masks; `starts` (N,) is each episode's first step."""
-    checks = (
-        (
-            (moves >= 0) & (moves < N_MOVES),
-            f"moves must be integers in [0, {N_MOVES})",
-        ),
-        (
-            action_masks[np.arange(len(moves)), np.clip(moves, 0, N_MOVES - 1)],
-            "a logged move is not legal under its logged action mask",
-        ),
-        ((propensities > 0.0) & (propensities <= 1.0), "propensities must be within (0, 1]"),
-        (np.isfinite(rewards), "rewards must be finite"),
-    )
-    for fine, what in checks:  # (S,) bool each
-        if not fine.all():
-            step = int(np.argmin(fine))
-            episode = int(np.searchsorted(starts, step, side="right")) - 1
-            raise ValueError(
-                f"logged episode {episode}, step {step - starts[episode]}: {what} "
-                f"(move {moves[step]}, propensity {propensities[step]}, reward {rewards[step]})"
-            )
-
-
-class PaddedEpisodes(NamedTuple):
-    """N logged episodes padded to the longest, T_max decisions."""
-
-    observations: np.ndarray  # (N, T_max, OBSERVATION_SIZE) float32, 0 in padding
-    action_masks: np.ndarray  # (N, T_max, N_MOVES) bool, all legal in padding
-    moves: np.ndarray  # (N, T_max) int64, 0 in padding
-    propensities: np.ndarray  # (N, T_max) float64, 1 in padding
-    rewards: np.ndarray  # (N, T_max) float64, 0 in padding
-    logged: np.ndarray  # (N, T_max) bool, True where a decision was logged
-
-
-def pad(episodes: Sequence[LoggedEpisode]) -> PaddedEpisodes:
-    """Check the episodes and pad them into one (N, T_max) batch; ValueError on bad input."""
-    if len(episodes) == 0:
-        raise ValueError("off-policy evaluation needs at least one logged episode, got none")
-    for index, episode in enumerate(episodes):
-        _check_shapes(episode, index)
-    moves = np.concatenate([e.moves for e in episodes])  # (S,) every logged step
-    if not np.issubdtype(moves.dtype, np.integer):
-        raise ValueError(f"logged moves must be integers, got {moves.dtype}")
-    action_masks = np.concatenate([e.action_masks for e in episodes]).astype(bool)  # (S, N_MOVES)
-    propensities = np.concatenate([e.propensities for e in episodes]).astype(np.float64)  # (S,)
-    rewards = np.concatenate([e.rewards for e in episodes]).astype(np.float64)  # (S,)
-    lengths = np.array([len(e) for e in episodes])  # (N,)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # (N,)
-    _check_values(moves, action_masks, propensities, rewards, starts)
-
-    n, t_max = len(episodes), int(lengths.max())
-    logged = np.arange(t_max)[None, :] < lengths[:, None]  # (N, T_max)
-    padded = PaddedEpisodes(
-        observations=np.zeros((n, t_max, OBSERVATION_SIZE), dtype=np.float32),
-        action_masks=np.ones((n, t_max, N_MOVES), dtype=bool),
-        moves=np.zeros((n, t_max), dtype=np.int64),
-        propensities=np.ones((n, t_max)),
-        rewards=np.zeros((n, t_max)),
-        logged=logged,
-    )
-    padded.observations[logged] = np.concatenate([e.observations for e in episodes])
-    padded.action_masks[logged] = action_masks
-    padded.moves[logged] = moves
-    padded.propensities[logged] = propensities
-    padded.rewards[logged] = rewards
-    return padded
 
 
 class TrajectoryWeights(NamedTuple):
@@ -284,69 +159,6 @@ ESTIMATORS: dict[str, Callable[[TrajectoryWeights, np.ndarray], np.ndarray]] = {
     "pdwis": pdwis,
     "wdr": wdr,
 }
-
-
-def bootstrap_interval(
-    statistic: Callable[[np.ndarray], np.ndarray],
-    episodes: int,
-    *,
-    rng: np.random.Generator,
-    resamples: int = RESAMPLES,
-    method: BootstrapMethod = "percentile",
-    confidence: float = CONFIDENCE,
-) -> tuple[float, float]:
-    """A bootstrap interval over episodes of `statistic`, a function of (B, N) counts -> (B,).
-
-    scipy resamples episode indices; each resample becomes a row of counts, so the statistic
-    sees all the resamples of a batch at once."""
-    if episodes < 2:
-        return math.nan, math.nan
-
-    def of_indices(indices: np.ndarray, axis: int = -1) -> np.ndarray:
-        batch = indices.reshape(-1, indices.shape[-1])  # (B, n) episode indices per resample
-        rows = np.arange(len(batch))[:, None]  # (B, 1)
-        counts = np.bincount(
-            (rows * episodes + batch).ravel(), minlength=len(batch) * episodes
-        ).reshape(len(batch), episodes)  # (B, N)
-        return statistic(counts.astype(np.float64)).reshape(indices.shape[:-1])
-
-    with warnings.catch_warnings():
-        # NaN resamples (no support) make scipy warn and give NaN; they are handled below.
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        result = stats.bootstrap(
-            (np.arange(episodes),),
-            of_indices,
-            n_resamples=resamples,
-            batch=max(1, _BATCH_CELLS // episodes),
-            vectorized=True,
-            confidence_level=confidence,
-            method=method,
-            rng=rng,
-        )
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if math.isnan(low) or math.isnan(high):
-        distribution = np.asarray(result.bootstrap_distribution)  # (resamples,)
-        supported = distribution[np.isfinite(distribution)]
-        if len(supported) < (1.0 - UNSUPPORTED_SHARE) * len(distribution):
-            return math.nan, math.nan
-        if float(supported.max() - supported.min()) == 0.0:  # degenerate: every resample agrees
-            return float(supported[0]), float(supported[0])
-        alpha = (1.0 - confidence) / 2
-        low, high = (float(q) for q in np.quantile(supported, [alpha, 1.0 - alpha]))
-    return low, high
-
-
-def expanded_confidence(effective_sample_size: float, confidence: float = CONFIDENCE) -> float:
-    """The level at which a percentile interval is as wide as a t interval on the effective
-    sample: Hesterberg's expanded percentile interval (2015), with the ESS for n.
-
-    A plain percentile interval is too narrow on small samples (it has the plug-in spread and a
-    normal quantile): over 150 trials on epsilon-greedy logs at ESS 30 it covered the truth 91%
-    of the time where it claimed 95%. At ESS 30 this asks for 96.3%, at ESS 300 for 95.1%."""
-    n = max(effective_sample_size, 2.0)
-    alpha = (1.0 - confidence) / 2
-    z = math.sqrt(n / (n - 1.0)) * float(stats.t.ppf(1.0 - alpha, n - 1.0))
-    return min(1.0 - 2.0 * float(stats.norm.sf(z)), 0.999)  # scipy wants a level below 1
 
 
 # -- the estimates ------------------------------------------------------------------------------
@@ -509,86 +321,3 @@ def compare_offline(
             difference, n, rng=rng, resamples=resamples, confidence=expanded_confidence(ess)
         )
     return OffPolicyComparison(a_estimate, b_estimate, Estimate(mean, low, high))
-
-
-# -- playing scenarios to make logs -------------------------------------------------------------
-
-
-def play_logged(
-    scenarios: Sequence[Scenario],
-    snapshot: PolicySnapshot,
-    exploration: Exploration = GREEDY,
-    *,
-    rng: np.random.Generator | None = None,
-    reward_config: RewardConfig | None = None,
-) -> tuple[list[LoggedEpisode], list[Played]]:
-    """Play every scenario with `snapshot` acting under `exploration`, as the service would log
-    it: each decision's observation, mask, move, propensity, and `step_reward` after the seller's
-    answer (deal possibility as the buyer saw it, as `NegotiationService.negotiate` does).
-
-    The negotiations move in lock-step, one batched forward pass for all the open ones. Moves
-    are drawn from `move_probabilities` (the function `choose_move` draws from) by inverse CDF,
-    as `Generator.choice` does, for all open negotiations at once: `choose_move` itself took
-    55 µs a decision, more than the rest of a step."""
-    if exploration.explores and rng is None:
-        raise ValueError("exploration needs a seeded random generator")
-    config = reward_config or RewardConfig()
-    sellers = [scenario.seller() for scenario in scenarios]
-    states = [
-        open_negotiation(scenario.terms, seller.opening_ask())
-        for scenario, seller in zip(scenarios, sellers, strict=True)
-    ]
-    steps: list[list[tuple[np.ndarray, np.ndarray, int, float, float]]] = [[] for _ in scenarios]
-    open_ = list(range(len(scenarios)))
-    while open_:
-        observations = np.stack([observe(states[i]) for i in open_])  # (B, OBSERVATION_SIZE)
-        masks = np.stack([legal_moves(states[i]) for i in open_])  # (B, N_MOVES)
-        probabilities = move_probabilities(
-            snapshot.q_values(observations), masks, exploration
-        )  # (B, N_MOVES)
-        if exploration.explores:
-            assert rng is not None
-            cdf = probabilities.cumsum(axis=1)  # (B, N_MOVES)
-            cdf /= cdf[:, -1:]
-            uniforms = rng.random(len(open_))  # (B,)
-            moves = (cdf <= uniforms[:, None]).sum(axis=1)  # (B,) first index with cdf > u
-        else:
-            moves = probabilities.argmax(axis=1)  # (B,)
-        propensities = probabilities[np.arange(len(open_)), moves]  # (B,)
-        still_open = []
-        for row, i in enumerate(open_):
-            state = states[i]
-            state = apply_move(state, Party.BUYER, to_action(state, BuyerMove(int(moves[row]))))
-            if not state.is_over:
-                state = apply_move(state, Party.SELLER, sellers[i].respond(state))
-            states[i] = state
-            steps[i].append(
-                (
-                    observations[row],
-                    masks[row],
-                    int(moves[row]),
-                    float(propensities[row]),
-                    step_reward(state, config),
-                )
-            )
-            if not state.is_over:
-                still_open.append(i)
-        open_ = still_open
-    episodes = [
-        LoggedEpisode(
-            observations=np.stack([s[0] for s in episode]),
-            action_masks=np.stack([s[1] for s in episode]),
-            moves=np.array([s[2] for s in episode], dtype=np.int64),
-            propensities=np.array([s[3] for s in episode], dtype=np.float64),
-            rewards=np.array([s[4] for s in episode], dtype=np.float64),
-        )
-        for episode in steps
-    ]
-    played = [
-        Played(scenario, state, seller.reserve)
-        for scenario, state, seller in zip(scenarios, states, sellers, strict=True)
-    ]
-    return episodes, played
-
-
-# -- honesty: do the intervals cover the truth? -------------------------------------------------

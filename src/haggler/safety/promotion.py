@@ -33,18 +33,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from haggler.core.scenarios import Played, Scenario, scenario_suite
+from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, scenario_rng, scenario_suite
 from haggler.core.sellers import ALL_STRATEGIES, SELLER_FACTORIES
-from haggler.learning.pretraining import EVALUATION_STREAM, scenario_rng
+from haggler.core.transitions import LoggedEpisode
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.safety.evaluation import mean_ci, paired_test, summarise
-from haggler.safety.off_policy import (
-    LoggedEpisode,
-    compare_offline,
-    on_policy_estimate,
-    pad,
-    play_logged,
-)
+from haggler.safety.logged_episodes import pad, play_logged
+from haggler.safety.off_policy import compare_offline, on_policy_estimate
 
 Status = Literal["passed", "failed", "inconclusive"]
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,10 +27,9 @@ from haggler.config import Settings
 from haggler.core.sellers import make_seller
 from haggler.files import atomic_write
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
-from haggler.safety import ab_testing, promotion, rollback
-from haggler.serving import model_versions
+from haggler.safety import ab_testing, candidates, promotion, rollback
 from haggler.store import base as store
-from haggler.store import counters, experiments
+from haggler.store import counters, experiments, versions
 from haggler.store import snapshots as snapshot_store
 
 log = logging.getLogger("haggler.safety")
@@ -42,17 +41,6 @@ REFERENCE_WINDOWS = 5
 """The reference is the known good version's last 5 windows of negotiations: measured by
 `rollback.detection_simulation`, a 10-point fall in deal rate was caught in 88% of runs against
 a reference of 1,000 negotiations and in 38% against one of 200, at the same false-alarm rate."""
-LOGGED_EPISODES = 500
-"""The newest logged negotiations the gate's off-policy estimates read."""
-
-
-def gate_config(settings: Settings) -> promotion.GateConfig:
-    return promotion.GateConfig(
-        reward_tolerance=settings.gate_reward_tolerance,
-        surplus_tolerance=settings.gate_surplus_tolerance,
-        max_deal_rate_drop=settings.gate_max_deal_rate_drop,
-        strategies=settings.gate_strategies,
-    )
 
 
 def arm_outcome(outcome: experiments.FinishedOutcome) -> ab_testing.ArmOutcome:
@@ -167,7 +155,7 @@ class SafeLearning:
     _last_watch: float = 0.0
 
     def __post_init__(self) -> None:
-        self.gate = gate_config(self.settings)
+        self.gate = candidates.gate_config(self.settings)
         self.stopping_rule = ab_testing.StoppingRule()
         window = self.settings.rollback_window
         self.monitor = rollback.MonitorConfig(
@@ -188,11 +176,7 @@ class SafeLearning:
         """Judge a checkpoint as a candidate against the serving model; store the verdict, and
         promote it or start an A/B test if it passes. Returns the candidate's status."""
         with self.sessions() as session:
-            champion = model_versions.serving_snapshot(session)
             running = experiments.running_ab_test(session=session)
-            logged = experiments.logged_episodes(session=session, limit=LOGGED_EPISODES)
-        if champion is None:
-            return "rejected"
         if running is not None:
             log.info(
                 "[Safety] A/B test %d is running: checkpoint after %d negotiations not judged",
@@ -201,9 +185,16 @@ class SafeLearning:
             )
             return "skipped"
         started = time.perf_counter()
+        judged: candidates.Judgement | None = None
+        figures: dict[str, Any] | None = None  # none when the evaluation failed
         try:
-            decision = promotion.judge(candidate, champion, logged, self.gate, rng=self._rng)
+            judged = candidates.judge_against_serving(
+                self.sessions, candidate, self.gate, rng=self._rng
+            )
+            decision = judged.decision
             passed, reason, figures = decision.passed, decision.reason, decision.figures
+        except candidates.NoChampion:
+            return "rejected"
         except (ValueError, ModelFileError) as error:  # bad logged data must not stop learning
             passed, reason, figures = False, f"evaluation failed: {error}", None
         log.info(
@@ -231,8 +222,9 @@ class SafeLearning:
                 session.rollback()
                 log.info("[Safety] Candidate version %d dropped: %s", candidate.version, error)
                 return "dropped"
-        if not passed:
+        if judged is None or not passed:
             return "rejected"
+        champion = judged.champion
         with self.write_priority(), self.sessions() as session:
             try:
                 if snapshot_store.serving_version(session=session) != champion.version:
@@ -250,7 +242,7 @@ class SafeLearning:
                         session=session,
                     )
                     status = "promoted"
-                model_versions.forget_old_weights(session)
+                versions.forget_old_weights(session)
                 session.commit()
             except store.Conflict as error:  # a restore, a rollback or an operator's test came
                 session.rollback()
@@ -458,7 +450,7 @@ class SafeLearning:
                         f"A/B test {running.id} stopped by a rollback",
                         session=session,
                     )
-                model_versions.publish(
+                versions.publish(
                     session,
                     snapshot,
                     expected_serving=serving,

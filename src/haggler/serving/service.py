@@ -7,36 +7,44 @@
 Runs negotiations and trains exactly as the HTTP service does (which builds on it): exploration
 while training is on, greedy when off, every decision logged with its propensity, training after
 each finished negotiation in the background.
+
+Acting needs numpy only: the service holds the serving `PolicySnapshot`. Torch is loaded when a
+model file has to be read (no snapshot given) or when the service learns in process
+(`enable_training=True` with `learn_inline`); the HTTP service does neither on a store that
+already serves a model version.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from haggler.config import Settings
+from haggler.core import play as game
 from haggler.core.catalogue import Product, find_product
 from haggler.core.features import legal_moves, observe, to_action
 from haggler.core.negotiation import (
     NegotiationResult,
     NegotiationState,
-    Party,
     Terms,
-    apply_move,
     money,
-    open_negotiation,
     result,
     step_reward,
 )
+from haggler.core.play import Seller
 from haggler.core.sellers import make_seller
-from haggler.core.transitions import LoggedDecision, Transitions, negotiation_transitions
-from haggler.learning.dqn import BuyerAgent
-from haggler.learning.learner import LearnerConfig, OnlineLearner
+from haggler.core.transitions import LoggedDecision, Transitions, logged_transitions
 from haggler.policy.exploration import GREEDY, Exploration
-from haggler.policy.snapshot import PolicySnapshot
+from haggler.policy.snapshot import PolicySnapshot, decide
+
+if TYPE_CHECKING:
+    from haggler.learning.dqn import BuyerAgent
+    from haggler.learning.learner import OnlineLearner
 
 
 @dataclass
@@ -54,7 +62,7 @@ class NegotiationRecord:
 
     def transitions(self) -> Transitions:
         """The negotiation's experiences, one per buyer move, for the replay buffer."""
-        return negotiation_transitions(self.decisions, self.rewards, self.state)
+        return logged_transitions(self.decisions, self.rewards)
 
 
 class NegotiationService:
@@ -69,10 +77,18 @@ class NegotiationService:
         seed: int = 0,
         negotiations_done: int = 0,
         learn_inline: bool = True,
+        snapshot: PolicySnapshot | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self.model_path = Path(model_path)
-        self.agent = BuyerAgent.from_file(self.model_path)
+        self.agent: BuyerAgent | None = None
+        """The torch agent, when this process learns or had to read the model file."""
+        if snapshot is None:
+            from haggler.learning.dqn import BuyerAgent  # loads torch
+
+            self.agent = BuyerAgent.from_file(self.model_path)
+            snapshot = self.agent.snapshot
+        self._snapshot = snapshot
         self.enable_training = enable_training
         self.rng = np.random.default_rng(seed)
         self._ids = itertools.count(1)
@@ -87,9 +103,26 @@ class NegotiationService:
         if enable_training:
             self.set_training(True)
 
+    @property
+    def snapshot(self) -> PolicySnapshot:
+        """The weights serving now (an in-process learner publishes new ones as it trains)."""
+        return self.agent.snapshot if self.agent is not None else self._snapshot
+
+    def serve(self, snapshot: PolicySnapshot) -> None:
+        """Act with `snapshot` from now on (published elsewhere: the learner, a restore)."""
+        self._snapshot = snapshot
+        if self.agent is not None:
+            self.agent.serve(snapshot)
+
     def set_training(self, enabled: bool) -> None:
         """Turn online training on (exploring, learning) or off (greedy, frozen)."""
         if enabled and self.learner is None and self.learn_inline:
+            from haggler.learning.dqn import BuyerAgent  # loads torch
+            from haggler.learning.learner import LearnerConfig, OnlineLearner
+
+            if self.agent is None:
+                self.agent = BuyerAgent.from_file(self.model_path)
+                self.agent.serve(self._snapshot)
             self.agent.set_learning_rate(self.settings.online_learning_rate)
             self.learner = OnlineLearner(
                 self.agent,
@@ -118,7 +151,7 @@ class NegotiationService:
         challenger = self.challenger
         if challenger is not None and challenger.version == version:
             return challenger
-        return self.agent.snapshot
+        return self.snapshot
 
     def decide(
         self, state: NegotiationState, snapshot: PolicySnapshot | None = None
@@ -126,8 +159,8 @@ class NegotiationService:
         """The agent's next move in `state` (with `snapshot`, default the serving weights), as
         the log records it (propensity, version)."""
         observation, mask = observe(state), legal_moves(state)
-        decision = self.agent.act(
-            observation, mask, exploration=self.exploration, rng=self.rng, snapshot=snapshot
+        decision = decide(
+            snapshot or self.snapshot, observation, mask, exploration=self.exploration, rng=self.rng
         )
         return LoggedDecision(
             round=state.buyer_moves + 1,
@@ -137,6 +170,19 @@ class NegotiationService:
             propensity=decision.propensity,
             model_version=decision.model_version,
         )
+
+    def play(
+        self, opened: NegotiationState, seller: Seller, snapshot: PolicySnapshot | None = None
+    ) -> tuple[NegotiationState, list[LoggedDecision]]:
+        """Negotiate from `opened` (the seller's ask) to the end against a simulated `seller`
+        through the game loop; the final state and the logged decisions, rewarded."""
+        snapshot = snapshot or self.snapshot
+        state, decisions = opened, []
+        while not state.is_over:
+            logged = self.decide(state, snapshot)
+            state = game.buyer_round(state, to_action(state, logged.move), seller)
+            decisions.append(dataclasses.replace(logged, reward=step_reward(state)))
+        return state, decisions
 
     def negotiate(
         self,
@@ -153,16 +199,9 @@ class NegotiationService:
         terms = Terms(item.list_price, money(buyer_limit), max_rounds=max_rounds, quantity=quantity)
         seed = seller_seed if seller_seed is not None else int(self.rng.integers(2**63))
         simulated = make_seller(seller, item.list_price, np.random.default_rng(seed))
-        state = open_negotiation(terms, simulated.opening_ask())
-        record = NegotiationRecord(next(self._ids), item, seller, state)
-        while not state.is_over:
-            logged = self.decide(state)
-            state = apply_move(state, Party.BUYER, to_action(state, logged.move))
-            if not state.is_over:
-                state = apply_move(state, Party.SELLER, simulated.respond(state))
-            record.decisions.append(logged)
-            record.rewards.append(step_reward(state))
-        record.state = state
+        state, decisions = self.play(game.open_with(terms, simulated), simulated)
+        record = NegotiationRecord(next(self._ids), item, seller, state, decisions)
+        record.rewards = [d.reward or 0.0 for d in decisions]
         self.learn_from(record.id, record.transitions())
         return record
 
@@ -175,6 +214,11 @@ class NegotiationService:
         """Serve (and train) the checkpoint at `path` from now on; never mid-update."""
         if self.learner is not None:
             self.learner.restore(path)
+            return
+        if self.agent is None:
+            from haggler.learning.dqn import BuyerAgent  # loads torch
+
+            self.agent = BuyerAgent.from_file(path)
         else:
             self.agent.load_model(path)
 

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from haggler.core.transitions import Transitions
+from haggler.core.transitions import Transitions, negotiation_transitions
 from haggler.store.base import run_statement
 from haggler.store.negotiations import NEGOTIATIONS
 from haggler.store.tables import (
@@ -40,8 +40,7 @@ def _experiences_by_negotiation(
 ) -> dict[int, Transitions]:
     """The experiences of finished negotiations from their decisions alone (measured: reading
     the turns and replaying them through the protocol took most of the learner's read time).
-    The last decision of a finished negotiation is terminal, so its next observation is never
-    used: it is stored as zeros with every move marked legal."""
+    The last decision of a finished negotiation is terminal (`transitions` says what follows it)."""
     rows: dict[int, list[Any]] = {}
     for start in range(0, len(negotiation_ids), 500):  # bounded IN lists
         chunk = list(negotiation_ids[start : start + 500])
@@ -57,22 +56,15 @@ def _experiences_by_negotiation(
             .order_by(DecisionRow.negotiation_id, DecisionRow.round)
         ):
             rows.setdefault(row.negotiation_id, []).append(row)
-    experiences = {}
-    for negotiation_id, decisions in rows.items():
-        observations = np.asarray([d.observation for d in decisions], dtype=np.float32)  # (T, O)
-        masks = np.asarray([d.action_mask for d in decisions], dtype=bool)  # (T, N_MOVES)
-        terminated = np.zeros(len(decisions), dtype=bool)
-        terminated[-1] = True
-        experiences[negotiation_id] = Transitions(
-            observation=observations,
-            action_mask=masks,
-            move=np.asarray([d.move for d in decisions], dtype=np.int64),
-            reward=np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
-            next_observation=np.concatenate([observations[1:], np.zeros_like(observations[:1])]),
-            next_action_mask=np.concatenate([masks[1:], np.ones_like(masks[:1])]),
-            terminated=terminated,
+    return {
+        negotiation_id: negotiation_transitions(
+            np.asarray([d.observation for d in decisions], dtype=np.float32),  # (T, O)
+            np.asarray([d.action_mask for d in decisions], dtype=bool),  # (T, N_MOVES)
+            np.asarray([d.move for d in decisions], dtype=np.int64),
+            np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
         )
-    return experiences
+        for negotiation_id, decisions in rows.items()
+    }
 
 
 def learned_experiences(*, session: Session, limit: int) -> Transitions | None:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from haggler.safety.off_policy import LoggedEpisode
+from haggler.core.transitions import LoggedEpisode
 from haggler.store.base import Conflict, NotFound
 from haggler.store.counters import SERVING_VERSION, get_counter, set_counter
 from haggler.store.snapshots import swap_serving

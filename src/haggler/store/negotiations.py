@@ -143,13 +143,13 @@ def record_progress(
     after: NegotiationState,
     *,
     session: Database,
-    decision: LoggedDecision | None = None,
+    decisions: Sequence[LoggedDecision] = (),
     answered: tuple[int, float] | None = None,
     reward: float | None = None,
 ) -> None:
-    """Store the moves that took `before` to `after`: the new turns, the buyer's decision (if
-    any), the reward of the earlier decision the seller's move `answered` (round, reward) and,
-    once the negotiation is over, its outcome and return `reward`. The update only applies if
+    """Store the moves that took `before` to `after`: the new turns, the buyer's `decisions`,
+    the reward of the earlier decision the seller's move `answered` (round, reward) and, once
+    the negotiation is over, its outcome and return `reward`. The update only applies if
     nobody else moved first (Conflict otherwise)."""
     new_turns = after.transcript[len(before.transcript) :]
     values: dict[str, object] = {"rounds": after.buyer_moves}
@@ -178,18 +178,21 @@ def record_progress(
         run_statement(session, _REWARD_DECISION, [answer])
     try:
         _add_turns(negotiation_id, new_turns, first_seq=len(before.transcript), session=session)
-        if decision is not None:
-            row = {
-                "negotiation_id": negotiation_id,
-                "round": decision.round,
-                "observation": [float(x) for x in decision.observation],
-                "action_mask": [bool(x) for x in decision.action_mask],
-                "move": decision.move,
-                "propensity": decision.propensity,
-                "model_version": decision.model_version,
-                "reward": decision.reward,
-            }
-            run_statement(session, _INSERT_DECISION, [row])
+        if decisions:
+            rows = [
+                {
+                    "negotiation_id": negotiation_id,
+                    "round": decision.round,
+                    "observation": [float(x) for x in decision.observation],
+                    "action_mask": [bool(x) for x in decision.action_mask],
+                    "move": decision.move,
+                    "propensity": decision.propensity,
+                    "model_version": decision.model_version,
+                    "reward": decision.reward,
+                }
+                for decision in decisions
+            ]
+            run_statement(session, _INSERT_DECISION, rows)
     except IntegrityError:  # another request stored the same move first
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
 

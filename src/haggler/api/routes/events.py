@@ -57,7 +57,7 @@ def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[s
         "negotiations": negotiations,
         "finished": finished,
         "newest_id": newest[0].id if newest else None,
-        "model_version": service.agent.snapshot.version,
+        "model_version": service.snapshot.version,
         "training_enabled": service.enable_training,
         "learner_updates": update.negotiations if update else 0,
         "replay_buffer_size": update.replay_buffer_size if update else 0,

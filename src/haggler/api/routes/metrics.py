@@ -74,7 +74,7 @@ class StoreCollector(Collector):
             (
                 "haggler_model_version",
                 "The model version this process serves.",
-                self.service.agent.snapshot.version,
+                self.service.snapshot.version,
             ),
             (
                 "haggler_training_enabled",

@@ -37,26 +37,19 @@ from haggler.api.schemas import (
     SellerViewOut,
     TurnOut,
 )
-from haggler.core.features import to_action
 from haggler.core.negotiation import (
     Action,
     Move,
     NegotiationState,
-    Party,
     ProtocolError,
     Terms,
-    apply_move,
-    episode_return,
     open_negotiation,
     result,
-    step_reward,
 )
 from haggler.core.sellers import make_seller
-from haggler.safety import ab_testing
-from haggler.serving.service import NegotiationService
+from haggler.serving import turns
 from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
-from haggler.store import experiments
 from haggler.store import negotiations as negotiation_store
 
 router = APIRouter(prefix="/api/negotiations", tags=["negotiations"])
@@ -126,57 +119,6 @@ def seller_view(stored: negotiation_store.StoredNegotiation) -> SellerViewOut:
     )
 
 
-def _turn(
-    service: NegotiationService,
-    negotiation_id: int,
-    state: NegotiationState,
-    seller_action: Action | None,
-    *,
-    version: int,
-    session: store.Database,
-) -> NegotiationState:
-    """The seller's move (if any), then the agent's answer while the negotiation goes on, stored
-    in one write: the turns, the agent's decision with its propensity, and the reward of the
-    decision the seller's move answered."""
-    after, answered = state, None
-    if seller_action is not None:
-        after = apply_move(after, Party.SELLER, seller_action)
-        answered = (state.buyer_moves, step_reward(after))
-    decision = None
-    if not after.is_over:
-        logged = service.decide(after, service.snapshot_for(version))
-        moved = apply_move(after, Party.BUYER, to_action(after, logged.move))
-        decision = dataclasses.replace(logged, reward=step_reward(moved) if moved.is_over else None)
-        after = moved
-    negotiation_store.record_progress(
-        negotiation_id,
-        state,
-        after,
-        session=session,
-        decision=decision,
-        answered=answered,
-        reward=episode_return(after) if after.is_over else None,
-    )
-    return after
-
-
-def _choose_arm(
-    service: NegotiationService, negotiation_id: int, version: int, *, session: Session
-) -> int:
-    """While an A/B test runs, the negotiation's id decides which model plays it (recorded with
-    it); return the version that plays."""
-    test, challenger = service.ab_test, service.challenger
-    if test is None or challenger is None:
-        return version
-    test_id, split = test
-    arm = ab_testing.assign_arm(negotiation_id, test_id, split)
-    played = challenger.version if arm == "challenger" else version
-    experiments.assign_arm(
-        negotiation_id, ab_test_id=test_id, arm=arm, model_version=played, session=session
-    )
-    return played
-
-
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
@@ -207,7 +149,7 @@ async def start(
     )
     started = time.perf_counter()
     service = runtime.service
-    version = service.agent.snapshot.version
+    version = service.snapshot.version
     created_at = datetime.now(UTC)
     if body.seller.kind == "external":
         token = secrets.token_urlsafe(24)
@@ -221,8 +163,10 @@ async def start(
             model_version=version,
             created_at=created_at,
         )
-        version = _choose_arm(service, negotiation_id, version, session=session)
-        state = _turn(service, negotiation_id, state, None, version=version, session=session)
+        version = turns.choose_arm(service, negotiation_id, version, session=session)
+        state = turns.play_turn(
+            service, negotiation_id, state, None, version=version, session=session
+        )
         session.commit()
         stored = negotiation_store.StoredNegotiation(
             negotiation_id, product, seller, state, version, None, created_at, None, ()
@@ -246,12 +190,8 @@ async def start(
         model_version=version,
         created_at=created_at,
     )
-    version = _choose_arm(service, negotiation_id, version, session=session)
-    state = _turn(service, negotiation_id, state, None, version=version, session=session)
-    while not state.is_over:
-        state = _turn(
-            service, negotiation_id, state, persona.respond(state), version=version, session=session
-        )
+    version = turns.choose_arm(service, negotiation_id, version, session=session)
+    turns.play_simulated(service, negotiation_id, state, persona, version=version, session=session)
     session.commit()
     return negotiation_out(negotiation_store.get_negotiation(negotiation_id, session=session))
 
@@ -362,7 +302,7 @@ def _move(
         _check_seller(stored, token)
         action = _seller_action(body)
         try:
-            state = _turn(
+            state = turns.play_turn(
                 runtime.service,
                 negotiation_id,
                 stored.state,

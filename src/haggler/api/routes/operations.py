@@ -23,9 +23,13 @@ from haggler.api.schemas import (
     TrainingOut,
     TrainingPointOut,
 )
-from haggler.learning.checkpoints import CheckpointError, list_checkpoints, resolve_checkpoint
+from haggler.learning.checkpoints import (
+    CheckpointError,
+    list_checkpoints,
+    resolve_checkpoint,
+)
+from haggler.learning.checkpoints import restore as restore_checkpoint
 from haggler.safety.evaluation import mean_ci, proportion_ci
-from haggler.serving import model_versions
 from haggler.store import counters, maintenance
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
@@ -68,7 +72,7 @@ def _training(runtime: Runtime, session: Session) -> TrainingOut:
     return TrainingOut(
         enabled=service.enable_training,
         epsilon=service.epsilon,
-        model_version=service.agent.snapshot.version,
+        model_version=service.snapshot.version,
         replay_buffer_size=latest.replay_buffer_size if latest else 0,
         negotiations_trained=counters.get_counter(counters.NEGOTIATIONS_LEARNED, session=session),
         last_loss=next((p.loss for p in reversed(history) if p.loss is not None), None),
@@ -163,8 +167,8 @@ async def restore(
     checkpoint_dir = runtime.settings.checkpoint_dir
     try:
         path = resolve_checkpoint(checkpoint_dir, body.checkpoint)
-        restored = model_versions.restore(path, checkpoint_dir, runtime.sessions)
+        restored = restore_checkpoint(path, checkpoint_dir, runtime.sessions)
     except CheckpointError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
-    runtime.service.agent.serve(restored)  # this process at once; the others within a poll
+    runtime.service.serve(restored)  # this process at once; the others within a poll
     return _training(runtime, session)

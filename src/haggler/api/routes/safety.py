@@ -3,13 +3,12 @@ A/B tests (list, start, promote or reject by hand)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from haggler.api.deps import OperatorDep, Runtime, RuntimeDep, SessionDep
+from haggler.api.deps import OperatorDep, RuntimeDep, SessionDep
 from haggler.api.routes.operations import AUTH
 from haggler.api.schemas import (
     MAX_ID,
@@ -20,12 +19,11 @@ from haggler.api.schemas import (
     ModelVersionOut,
     SafetyOut,
 )
-from haggler.policy.snapshot import ModelFileError, PolicySnapshot
-from haggler.safety import promotion
+from haggler.policy.snapshot import ModelFileError
+from haggler.safety import candidates
 from haggler.safety import safe_learning as safety
-from haggler.serving import model_versions
 from haggler.store import base as store
-from haggler.store import experiments
+from haggler.store import experiments, versions
 from haggler.store import snapshots as snapshot_store
 
 router = APIRouter(prefix="/api", tags=["safe learning"])
@@ -96,23 +94,11 @@ async def start_ab_test(
             "with PROMOTION=immediate and training on every update serves at once: an A/B "
             "test needs PROMOTION=gated, or training off",
         )
-    serving = snapshot_store.serving_version(session=session)
     try:
-        challenger = snapshot_store.get_snapshot(body.challenger_version, session=session)
+        test = candidates.start_ab_test(body.challenger_version, body.split, session=session)
+        session.commit()
     except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    if challenger.weights is None:
-        raise HTTPException(
-            status.HTTP_404_NOT_FOUND,
-            f"model version {challenger.version} has no weights left in the store",
-        )
-    if serving is None or challenger.version == serving:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"model version {challenger.version} is the one serving"
-        )
-    try:
-        test = experiments.start_ab_test(serving, challenger.version, body.split, session=session)
-        session.commit()
     except store.Conflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     return ABTestOut.model_validate(test)
@@ -145,9 +131,9 @@ async def decide_ab_test(
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     if ended.status == "promoted":  # this process at once; the others within a poll
         with runtime.sessions() as session:
-            promoted = model_versions.serving_snapshot(session)
+            promoted = versions.serving_snapshot(session)
         if promoted is not None:
-            runtime.service.agent.serve(promoted)
+            runtime.service.serve(promoted)
     return ABTestOut.model_validate(ended)
 
 
@@ -165,37 +151,20 @@ async def decide_ab_test(
 async def evaluate_version(
     version: Version, runtime: RuntimeDep, _operator: OperatorDep
 ) -> CandidateEvaluationOut:
+    # Off the event loop: the moves of other negotiations go on being answered meanwhile.
     try:
-        candidate, champion, logged = _evaluation_inputs(runtime, version)
+        judged = await run_in_threadpool(
+            candidates.judge_against_serving,
+            runtime.sessions,
+            version,
+            candidates.gate_config(runtime.settings),
+        )
     except (store.NotFound, ModelFileError) as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    # Off the event loop: the moves of other negotiations go on being answered meanwhile.
-    decision = await run_in_threadpool(
-        promotion.judge,
-        candidate,
-        champion,
-        logged,
-        safety.gate_config(runtime.settings),
-        rng=np.random.default_rng(version),
-    )
     return CandidateEvaluationOut(
-        version=candidate.version,
-        champion_version=champion.version,
-        passed=decision.passed,
-        reason=decision.reason,
-        figures=decision.figures,
+        version=judged.candidate.version,
+        champion_version=judged.champion.version,
+        passed=judged.decision.passed,
+        reason=judged.decision.reason,
+        figures=judged.decision.figures,
     )
-
-
-def _evaluation_inputs(
-    runtime: Runtime, version: int
-) -> tuple[PolicySnapshot, PolicySnapshot, list[Any]]:
-    with runtime.sessions() as session:
-        stored = snapshot_store.get_snapshot(version, session=session)
-        if stored.weights is None:
-            raise store.NotFound(f"model version {version} has no weights left in the store")
-        champion = model_versions.serving_snapshot(session)
-        if champion is None:
-            raise store.NotFound("no model serves yet")
-        logged = experiments.logged_episodes(session=session, limit=safety.LOGGED_EPISODES)
-    return PolicySnapshot.from_bytes(stored.weights, version), champion, logged

@@ -1,4 +1,5 @@
-"""Model versions in the store: the one that serves, publishing a new one, restoring a checkpoint.
+"""Model versions in the store as policy snapshots: the one that serves, the first one, publishing a
+new one (restoring a checkpoint is `learning.checkpoints.restore`).
 
 Every serving process acts with the version the store names as serving (a compare-and-swap
 pointer), so a learner in another process, or a restore by the operator, reaches all of them.
@@ -9,13 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from haggler.learning.checkpoints import CheckpointError
-from haggler.learning.dqn import BuyerAgent
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
 from haggler.store import base as store
 from haggler.store import counters, experiments
@@ -38,16 +37,19 @@ def serving_snapshot(session: Session) -> PolicySnapshot | None:
     return PolicySnapshot.from_bytes(stored.weights, version)
 
 
-def ensure_serving(agent: BuyerAgent, sessions: sessionmaker[Session]) -> PolicySnapshot:
-    """Make `agent` act with the store's serving version; on a new store, publish the agent's
-    own weights (the model file) as the first version."""
+def ensure_serving(
+    sessions: sessionmaker[Session], starter: Callable[[], PolicySnapshot]
+) -> PolicySnapshot:
+    """The store's serving version; on a new store, `starter()`'s weights (the model file, read
+    only then) published as the first version."""
     with sessions() as session:
         snapshot = serving_snapshot(session)
         if snapshot is None:
             highest = snapshot_store.highest_version(session=session)
+            first = starter()
             # The model file's own version, unless the store has used that number for others.
-            version = agent.model_version if agent.model_version > highest else highest + 1
-            snapshot = dataclasses.replace(agent.snapshot, version=version)
+            version = first.version if first.version > highest else highest + 1
+            snapshot = dataclasses.replace(first, version=version)
             try:
                 snapshot_store.publish_snapshot(
                     snapshot.to_bytes(),
@@ -62,8 +64,7 @@ def ensure_serving(agent: BuyerAgent, sessions: sessionmaker[Session]) -> Policy
                 session.commit()
             except store.Conflict:  # another process published first: serve its version
                 session.rollback()
-                return ensure_serving(agent, sessions)
-    agent.serve(snapshot)
+                return ensure_serving(sessions, starter)
     return snapshot
 
 
@@ -106,34 +107,3 @@ def forget_old_weights(session: Session) -> None:
     snapshot_store.forget_old_weights(
         session=session, keep=KEEP_WEIGHTS, protect=experiments.protected_versions(session=session)
     )
-
-
-def restore(
-    path: Path, checkpoint_dir: Path, sessions: sessionmaker[Session], *, attempts: int = 5
-) -> PolicySnapshot:
-    """Make the checkpoint at `path` serve everywhere as a new version (the learner follows)."""
-    try:
-        restored = BuyerAgent.from_file(path)
-    except ModelFileError as error:
-        raise CheckpointError(str(error)) from None
-    name = str(path.resolve().relative_to(checkpoint_dir.resolve()))
-    for _ in range(attempts):  # a learner may publish in between: then restore over its version
-        with sessions() as session:
-            version = snapshot_store.highest_version(session=session) + 1
-            published = dataclasses.replace(restored.snapshot, version=version)
-            try:
-                publish(
-                    session,
-                    published,
-                    expected_serving=snapshot_store.serving_version(session=session),
-                    source="restore",
-                    negotiations=int(restored.metadata.get("negotiations", 0)),
-                    checkpoint=name,
-                )
-                session.commit()
-            except store.Conflict:
-                session.rollback()
-                continue
-        log.info("[Training] Restored %s as model version %d", name, published.version)
-        return published
-    raise CheckpointError("the serving model kept changing; try the restore again")

@@ -5,8 +5,8 @@ p99 turn latency). They store every decision; this learner, one per store, takes
 negotiation from the store, runs the spec's online training on it (`OnlineLearner.learn`: the
 log lines, `min(len(experiences), TRAIN_STEPS)` steps, checkpoints every `SAVE_INTERVAL`), and
 publishes the new weights as a model version that every serving process picks up within a poll.
-It runs as its own process (`haggler learn`, started by `haggler serve`), or as a thread of the
-serving process (`LEARNER=thread`).
+It runs as its own process (`haggler learn`, which `serving.learner_supervisor` starts and
+restarts for `haggler serve`), or as a thread of the serving process (`LEARNER=thread`).
 """
 
 from __future__ import annotations
@@ -16,26 +16,23 @@ import dataclasses
 import logging
 import os
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from haggler.config import Settings, settings_environment
+from haggler.config import Settings
 from haggler.learning.dqn import BuyerAgent
 from haggler.learning.learner import LearnerConfig, OnlineLearner
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
 from haggler.safety.safe_learning import SafeLearning
-from haggler.serving import model_versions
 from haggler.store import base as store
-from haggler.store import counters, maintenance
+from haggler.store import counters, maintenance, versions
 from haggler.store import experiences as experience_store
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
@@ -77,6 +74,7 @@ class StoreLearner:
         self.sessions = sessions
         self.poll_seconds = poll_seconds
         self.batch = batch
+        torch.set_num_threads(1)  # measured: a second thread only added latency spikes
         self.agent = BuyerAgent.from_file(settings.model_path)
         config = LearnerConfig.from_settings(settings)
         if settings.promotion == "gated":  # the main model file follows what serves
@@ -100,7 +98,7 @@ class StoreLearner:
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
         started = time.perf_counter()
-        model_versions.ensure_serving(self.agent, self.sessions)
+        self.agent.serve(versions.ensure_serving(self.sessions, lambda: self.agent.snapshot))
         with self.sessions() as session:
             self.learner.status.negotiations = counters.get_counter(
                 counters.NEGOTIATIONS_LEARNED, session=session
@@ -224,7 +222,7 @@ class StoreLearner:
         with _normal_cpu_priority(), self.sessions() as session:
             try:
                 if published is not None:
-                    model_versions.publish(
+                    versions.publish(
                         session,
                         published,
                         expected_serving=self.version,
@@ -315,60 +313,9 @@ class StoreLearner:
             return
         self._last_tidy = now
         with _normal_cpu_priority(), self.sessions() as session:
-            model_versions.forget_old_weights(session)
+            versions.forget_old_weights(session)
             session.commit()
         # At normal priority too: the RESTART pass holds the store's writers back while it runs,
         # and a PASSIVE pass starved at the lowest priority would leave it more to copy.
         with _normal_cpu_priority(), self.sessions() as session:
             maintenance.checkpoint_write_ahead_log(session=session)
-
-
-class LearnerProcess:
-    """`haggler learn` as a child of the serving process, restarted if it dies. It runs at the
-    lowest CPU priority: when the cores are busy, serving wins (measured: at nice 10 the learner
-    still doubled the p99 turn latency at 500 turns/s; SCHED_IDLE, with normal priority while it
-    holds the store's write lock, brought training on level with off); a learner that falls
-    behind catches up later, a slow answer is lost for good."""
-
-    RESTART_AFTER = 5.0
-    """Seconds between restarts of a learner that keeps dying (its error is in the log)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._process: subprocess.Popen[bytes] | None = None
-        self._started = 0.0
-        self.restarts = 0
-        self.start()
-
-    def start(self) -> None:
-        self._started = time.monotonic()
-        self._process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "haggler", "learn"),
-                *("--parent", str(os.getpid()), "--low-priority"),
-            ],
-            env={**os.environ, **settings_environment(self.settings)},
-        )
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def keep_alive(self) -> None:
-        """Start the learner again if it died (not more often than every RESTART_AFTER s)."""
-        if self.alive() or time.monotonic() - self._started < self.RESTART_AFTER:
-            return
-        code = self._process.returncode if self._process is not None else None
-        log.error("[Training] The learner process stopped (exit code %s); starting it again", code)
-        self.restarts += 1
-        self.start()
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None

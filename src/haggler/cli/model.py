@@ -1,0 +1,306 @@
+"""`haggler train`, `evaluate` and `negotiate`: the model on its own, without a store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from haggler.cli.common import check_writable, load_agent, load_settings
+from haggler.config import DQNConfig
+from haggler.core.catalogue import SEED_CATALOGUE, find_product
+from haggler.core.sellers import ALL_STRATEGIES, HELD_OUT_STRATEGIES
+
+if TYPE_CHECKING:  # heavy imports (torch) happen inside the commands that need them
+    from haggler.safety.evaluation import Evaluation
+
+STRATEGY = click.Choice(ALL_STRATEGIES)
+
+
+@click.command()
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 170].",
+)
+@click.option(
+    "--env-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Budget in buyer moves (stops at whichever budget comes first).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the network, the training scenarios and exploration.",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the model [default: MODEL_PATH, models/buyer_agent.pth].",
+)
+@click.option("--if-missing", is_flag=True, help="Do nothing if the model file already exists.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(
+    seconds: float | None,
+    env_steps: int | None,
+    seed: int,
+    model_path: Path | None,
+    if_missing: bool,
+    quiet: bool,
+) -> None:
+    """Pretrain the agent against the simulated sellers and write the model file.
+
+    The seller strategies listed as held out are never used in training.
+    """
+    settings = load_settings()
+    path = model_path or settings.model_path
+    if if_missing and path.exists():
+        click.echo(f"Model {path} exists; not training (remove it or drop --if-missing).")
+        return
+    check_writable(path)
+    import torch
+    from tqdm import tqdm
+
+    from haggler.learning.dqn import BuyerAgent
+    from haggler.learning.pretraining import PretrainConfig, PretrainProgress, budget_used, pretrain
+
+    torch.set_num_threads(1)
+    if seconds is None and env_steps is None:
+        seconds = settings.starter_train_seconds
+    config = PretrainConfig(seconds=seconds, env_steps=env_steps, seed=seed)
+    agent = BuyerAgent(DQNConfig(seed=seed))
+    total = 1000
+    bar = tqdm(
+        total=total,
+        disable=quiet,
+        unit="‰",
+        desc="training",
+        bar_format=("{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"),
+    )
+
+    def report(progress: PretrainProgress) -> None:
+        bar.update(min(total, int(budget_used(config, progress) * total)) - bar.n)
+        bar.set_postfix_str(
+            f"negotiations={progress.episodes} updates={progress.gradient_steps} "
+            f"eps={progress.epsilon:.2f} return={progress.mean_return:.3f} "
+            f"loss={progress.loss:.4f}",
+            refresh=False,
+        )
+
+    started = time.perf_counter()
+    progress = pretrain(agent, config, report)
+    bar.close()
+    agent.model_version = 1  # pretraining's many updates make up the first version
+    agent.save_model(
+        path,
+        trained_on=list(config.strategies),
+        held_out=list(HELD_OUT_STRATEGIES),
+        pretrain_seed=seed,
+        pretrain_env_steps=progress.env_steps,
+        pretrain_negotiations=progress.episodes,
+        pretrain_seconds=round(progress.seconds, 1),
+    )
+    click.echo(
+        f"Trained for {time.perf_counter() - started:.0f} s: {progress.episodes} negotiations, "
+        f"{progress.gradient_steps} updates; wrote {path}"
+    )
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_paths",
+    type=click.Path(path_type=Path),
+    multiple=True,
+    help="Model file; repeat to report the mean and spread over several [default: MODEL_PATH].",
+)
+@click.option(
+    "--episodes",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Negotiations in the main suite (and again in the held-out family's).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Seeds the evaluation scenarios; they never coincide with training ones.",
+)
+@click.option(
+    "--strategy",
+    "strategies",
+    type=STRATEGY,
+    multiple=True,
+    help="Evaluate on these seller strategies only [default: all trained ones].",
+)
+@click.option(
+    "--max-rounds",
+    type=click.IntRange(1, 100),
+    default=None,
+    help="Fix the buyer's rounds [default: drawn from 6-14].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def evaluate(
+    model_paths: tuple[Path, ...],
+    episodes: int,
+    seed: int,
+    strategies: tuple[str, ...],
+    max_rounds: int | None,
+    as_json: bool,
+) -> None:
+    """Play the model and every baseline on the same held-out negotiations and compare."""
+    from haggler.policy.baselines import BASELINES
+    from haggler.policy.snapshot import AgentBuyer
+    from haggler.safety.evaluation import across_models, evaluation_suites, format_evaluation
+    from haggler.safety.evaluation import evaluate as run_evaluation
+
+    paths = model_paths or (load_settings().model_path,)
+    agents = [AgentBuyer(load_agent(path).snapshot) for path in paths]
+    suites = evaluation_suites(episodes, seed, strategies, max_rounds)
+    results: dict[str, list[Evaluation]] = {
+        name: [run_evaluation(agent, BASELINES, suite) for agent in agents]
+        for name, suite in suites.items()
+    }
+    if as_json:
+        output: dict[str, Any] = {
+            "episodes": episodes,
+            "seed": seed,
+            "models": [str(p) for p in paths],
+        }
+        main = results["main"]
+        output.update(
+            main[0].as_dict() if len(main) == 1 else {"runs": [e.as_dict() for e in main]}
+        )
+        if len(main) > 1:
+            output["across_models"] = across_models(main)
+        if "held_out" in results:
+            held = results["held_out"]
+            output["held_out"] = (
+                held[0].as_dict()
+                if len(held) == 1
+                else {"runs": [e.as_dict() for e in held], "across_models": across_models(held)}
+            )
+        click.echo(json.dumps(output, indent=2))
+        return
+    for path, evaluation in zip(paths, results["main"], strict=True):
+        title = (
+            f"Model {path}: {episodes} held-out negotiations (seed {seed}) against "
+            f"{', '.join(evaluation.strategies)}"
+        )
+        click.echo(format_evaluation(evaluation, title) + "\n")
+    # Without --strategy there is a second suite, of the family kept out of training.
+    for path, evaluation in zip(paths, results.get("held_out", []), strict=False):
+        title = (
+            f"Model {path}: {episodes} negotiations against the seller family kept out of "
+            f"training ({', '.join(HELD_OUT_STRATEGIES)})"
+        )
+        click.echo(format_evaluation(evaluation, title) + "\n")
+    if len(paths) > 1:
+        for name, runs in results.items():
+            summary = across_models(runs)
+            click.echo(f"Across {len(paths)} models ({name} suite), mean ± sd:")
+            for key, value in summary.items():
+                click.echo(f"  {key:34s} {value['mean']:+.3f} ± {value['sd']:.3f}")
+
+
+@click.command()
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model file [default: MODEL_PATH].",
+)
+@click.option(
+    "--seller",
+    type=STRATEGY,
+    default="tit_for_tat",
+    show_default=True,
+    help="Simulated seller strategy.",
+)
+@click.option(
+    "--product",
+    default=SEED_CATALOGUE[0].name,
+    show_default=True,
+    help="Product name from the catalogue.",
+)
+@click.option(
+    "--limit",
+    type=float,
+    default=None,
+    help="The buyer's maximum unit price [default: the list price].",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 100),
+    default=10,
+    show_default=True,
+    help="The buyer's maximum number of moves.",
+)
+@click.option("--quantity", type=click.IntRange(1, 1_000_000), default=1, show_default=True)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seeds the seller's hidden reserve, deadline and parameters.",
+)
+@click.option(
+    "--url",
+    default=None,
+    help="A running service (e.g. http://127.0.0.1:8000): you are the seller and type your moves.",
+)
+def negotiate(
+    model_path: Path | None,
+    seller: str,
+    product: str,
+    limit: float | None,
+    rounds: int,
+    quantity: int,
+    seed: int,
+    url: str | None,
+) -> None:
+    """Play one negotiation: the agent against a simulated seller (transcript printed), or with
+    --url against a running service where you play the seller."""
+    from haggler.core.negotiation import Terms, money, result
+    from haggler.core.scenarios import Scenario, play
+    from haggler.policy.snapshot import AgentBuyer
+
+    item = find_product(product)
+    buyer_limit = money(limit) if limit is not None else item.list_price
+    if url is not None:
+        from haggler.cli.remote import play_seller
+
+        play_seller(url, item.name, buyer_limit, rounds, quantity)
+        return
+    terms = Terms(item.list_price, buyer_limit, max_rounds=rounds, quantity=quantity)
+    agent = load_agent(model_path or load_settings().model_path)
+    played = play(Scenario(item, terms, seller, seed), AgentBuyer(agent.snapshot))
+    click.echo(
+        f"{item.name}: list price {item.list_price:.2f}, buyer limit {buyer_limit:.2f}, "
+        f"{rounds} rounds, seller '{seller}' (hidden reserve {played.reserve:.2f})"
+    )
+    for turn in played.state.transcript:
+        price = f"{turn.price:10.2f}" if turn.price is not None else " " * 10
+        click.echo(f"  round {turn.round:2d}  {turn.party.value:6s}  {turn.move.value:9s} {price}")
+    summary = result(played.state)
+    if summary.deal_price is not None:
+        click.echo(
+            f"Deal at {summary.deal_price:.2f} per unit after {summary.rounds} rounds: "
+            f"saved {summary.savings_per_unit:.2f} per unit ({summary.savings_pct:.1f}% "
+            f"of list), {summary.savings_total:.2f} in total; normalised surplus "
+            f"{played.normalised_surplus:.3f}."
+        )
+    else:
+        click.echo(f"No deal ({summary.outcome.value}) after {summary.rounds} rounds.")
