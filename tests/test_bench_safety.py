@@ -67,7 +67,7 @@ def test_take_it_or_leave_it_asks_near_its_reserve_sells_at_the_ask_and_walks_fr
 
 
 def test_shift_benchmark_reports_gap_recovery_and_writes_its_files(tmp_path: Path) -> None:
-    report = bs.shift_benchmark(
+    config = bs.ShiftConfig(
         seeds=(0,),
         modes=("immediate+epsilon",),
         negotiations=10,
@@ -77,6 +77,9 @@ def test_shift_benchmark_reports_gap_recovery_and_writes_its_files(tmp_path: Pat
         held_out_size=80,
         dqn=TINY,
         cache_dir=tmp_path / "cache",
+    )
+    report = bs.shift_benchmark(
+        config,
         json_path=tmp_path / "shift.json",
         plot_path=tmp_path / "shift.html",
     )
@@ -90,7 +93,7 @@ def test_shift_benchmark_reports_gap_recovery_and_writes_its_files(tmp_path: Pat
 
 
 def test_poisoning_benchmark_reports_both_modes_and_the_paired_test(tmp_path: Path) -> None:
-    report = bs.poisoning_benchmark(
+    config = bs.PoisoningConfig(
         seeds=(0,),
         modes=("immediate+epsilon", "gated+epsilon"),
         negotiations=10,
@@ -101,6 +104,9 @@ def test_poisoning_benchmark_reports_both_modes_and_the_paired_test(tmp_path: Pa
         gate=small_gate(),
         save_interval=5,
         cache_dir=tmp_path / "cache",
+    )
+    report = bs.poisoning_benchmark(
+        config,
         json_path=tmp_path / "poisoning.json",
         plot_path=tmp_path / "poisoning.html",
     )

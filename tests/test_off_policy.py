@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from haggler.bench.ope_honesty import format_honesty, honesty_trials
+from haggler.bench.ope_honesty import HonestyConfig, format_honesty, honesty_trials
 from haggler.config import DQNConfig
 from haggler.core.features import N_MOVES, OBSERVATION_SIZE, BuyerMove
 from haggler.core.negotiation import episode_return
@@ -268,15 +268,15 @@ def test_intervals_cover_the_true_value_of_another_policy(pretrained: PolicySnap
 
     40 trials of 250 negotiations: ~15 s. At 200 trials the coverage measured 0.95-0.96 (see
     `honesty_trials`); 30 trials of 300 with 500 resamples fell to 26/30 for one seed in two."""
-    report = honesty_trials(
-        40,
-        250,
+    config = HonestyConfig(
+        trials=40,
+        episodes_per_trial=250,
         seed=0,
-        behaviour=pretrained,
         behaviour_exploration=Exploration("safe", 0.3),
         target_exploration=GREEDY,
         truth_episodes=8_000,
     )
+    report = honesty_trials(config, behaviour=pretrained)
     text = format_honesty(report)
     assert "version" in text and "greedy" in text
     for name in ("pdwis", "wdr"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +79,34 @@ class HonestyReport:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class HonestyConfig:
+    """The honesty benchmark: how many logs of the behaviour, and how the target is estimated."""
+
+    trials: int
+    """Independent logs, each estimated on its own."""
+    episodes_per_trial: int
+    """Logged negotiations per trial."""
+    seed: int
+    """Seed of the scenarios, the play and the bootstrap (and of `reference_policies`)."""
+    behaviour_exploration: Exploration = HONESTY_LOGGING
+    """How the behaviour explores while its negotiations are logged."""
+    target_exploration: Exploration = GREEDY
+    """How the target plays, the policy whose value is estimated."""
+    strategies: tuple[str, ...] = TRAINING_STRATEGIES
+    """Seller strategies the scenarios are drawn from."""
+    truth_episodes: int = 20_000
+    """Scenarios the target plays on-policy for its true value."""
+    resamples: int = RESAMPLES
+    """Bootstrap resamples of each interval."""
+    bootstrap: BootstrapMethod = "percentile"
+    """The bootstrap interval's method."""
+
+    def __post_init__(self) -> None:
+        if self.trials < 1 or self.episodes_per_trial < 2:
+            raise ValueError("honesty trials need at least 1 trial of at least 2 episodes")
+
+
 def _describe(snapshot: PolicySnapshot, exploration: Exploration) -> str:
     if not exploration.explores:
         return f"version {snapshot.version} greedy"
@@ -109,29 +136,22 @@ def reference_policies(seed: int = 0) -> tuple[PolicySnapshot, PolicySnapshot]:
 
 
 def honesty_trials(
-    trials: int,
-    episodes_per_trial: int,
-    seed: int,
+    config: HonestyConfig,
     *,
     behaviour: PolicySnapshot | None = None,
     target: PolicySnapshot | None = None,
-    behaviour_exploration: Exploration = HONESTY_LOGGING,
-    target_exploration: Exploration = GREEDY,
-    strategies: Sequence[str] = TRAINING_STRATEGIES,
-    truth_episodes: int = 20_000,
-    resamples: int = RESAMPLES,
-    bootstrap: BootstrapMethod = "percentile",
 ) -> HonestyReport:
     """Measure how often the PDWIS and WDR intervals of the target's value cover its true value.
 
-    The truth is the target played on-policy on `truth_episodes` scenarios; each trial logs the
-    behaviour on `episodes_per_trial` fresh scenarios (drawn from the same distribution, never
-    shared between trials) and estimates the target from those logs alone. The behaviour is
-    `reference_policies(seed)`'s champion unless given; the target is the behaviour's own
+    The truth is the target played on-policy on `config.truth_episodes` scenarios; each trial logs
+    the behaviour on `config.episodes_per_trial` fresh scenarios (drawn from the same distribution,
+    never shared between trials) and estimates the target from those logs alone. The behaviour is
+    `reference_policies(config.seed)`'s champion unless given; the target is the behaviour's own
     network unless given (with the default explorations: the champion's greedy value read from
     its own exploring logs, which the gate estimates too)."""
-    if trials < 1 or episodes_per_trial < 2:
-        raise ValueError("honesty trials need at least 1 trial of at least 2 episodes")
+    trials, episodes_per_trial, seed = config.trials, config.episodes_per_trial, config.seed
+    behaviour_exploration = config.behaviour_exploration
+    target_exploration = config.target_exploration
     started = time.perf_counter()
     if behaviour is None:
         behaviour, _ = reference_policies(seed)
@@ -141,18 +161,23 @@ def honesty_trials(
     truth_seed, logs_seed = (int(s) for s in stream.integers(2**63, size=2))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
 
-    truth_suite = scenario_suite(truth_episodes, truth_seed, strategies)
+    truth_suite = scenario_suite(config.truth_episodes, truth_seed, config.strategies)
     truth, _ = play_logged(truth_suite, target, target_exploration, rng=rng)
     true_value = mean_ci([episode.ret for episode in truth])
 
-    suite = scenario_suite(trials * episodes_per_trial, logs_seed, strategies)
+    suite = scenario_suite(trials * episodes_per_trial, logs_seed, config.strategies)
     logs, _ = play_logged(suite, behaviour, behaviour_exploration, rng=rng)
 
     outcomes: dict[str, list[OffPolicyEstimate]] = {"pdwis": [], "wdr": []}
     for trial in range(trials):
         episodes = logs[trial * episodes_per_trial : (trial + 1) * episodes_per_trial]
         evaluation = evaluate_offline(
-            episodes, target, target_exploration, rng=rng, resamples=resamples, bootstrap=bootstrap
+            episodes,
+            target,
+            target_exploration,
+            rng=rng,
+            resamples=config.resamples,
+            bootstrap=config.bootstrap,
         )
         outcomes["pdwis"].append(evaluation.pdwis)
         outcomes["wdr"].append(evaluation.wdr)

@@ -58,19 +58,25 @@ def bench_ope(
     """Are the off-policy estimates honest? Log negotiations of a known policy exploring, estimate
     a second known policy's reward (PDWIS and doubly robust, bootstrap 95% intervals), and count
     how often the interval covers that policy's true value, played on-policy."""
-    from haggler.bench.ope_honesty import format_honesty, honesty_trials, reference_policies
+    from haggler.bench.ope_honesty import (
+        HonestyConfig,
+        format_honesty,
+        honesty_trials,
+        reference_policies,
+    )
     from haggler.policy.exploration import Exploration
 
     champion, candidate = reference_policies(seed)
-    report = honesty_trials(
-        trials,
-        episodes,
-        seed,
-        behaviour=champion,
-        target=candidate if target == "candidate" else champion,
+    config = HonestyConfig(
+        trials=trials,
+        episodes_per_trial=episodes,
+        seed=seed,
         behaviour_exploration=Exploration(
             "safe" if logging_mode == "safe" else "epsilon", logging_epsilon
         ),
+    )
+    report = honesty_trials(
+        config, behaviour=champion, target=candidate if target == "candidate" else champion
     )
     click.echo(json.dumps(report.as_dict(), indent=2) if as_json else format_honesty(report))
 
@@ -217,22 +223,29 @@ def bench_safety(
     from haggler.bench import safety as bench
 
     check_writable(out / f"{which}.json", "the figures")
-    options: dict[str, Any] = {
-        "seeds": seeds,
-        "jobs": jobs,
-        "json_path": out / f"{which}.json",
-        "plot_path": out / f"{which}.html",
-        "verbose": True,
-    }
+    options: dict[str, Any] = {"seeds": seeds}  # the rest: the benchmark's own defaults
     if modes:
         options["modes"] = modes
     if negotiations is not None:
         options["negotiations"] = negotiations
     if pretrain_env_steps is not None:
         options["pretrain_env_steps"] = pretrain_env_steps
+    json_path, plot_path = out / f"{which}.json", out / f"{which}.html"
     if which == "shift":
-        report = bench.shift_benchmark(**options)
+        report = bench.shift_benchmark(
+            bench.ShiftConfig(**options),
+            json_path=json_path,
+            plot_path=plot_path,
+            jobs=jobs,
+            verbose=True,
+        )
     else:
-        report = bench.poisoning_benchmark(**options)
+        report = bench.poisoning_benchmark(
+            bench.PoisoningConfig(**options),
+            json_path=json_path,
+            plot_path=plot_path,
+            jobs=jobs,
+            verbose=True,
+        )
     click.echo(report.text)
     click.echo(f"Figures in {out / f'{which}.json'}, plot in {out / f'{which}.html'}.")

@@ -120,9 +120,9 @@ class NegotiationService:
             from haggler.learning.dqn import BuyerAgent  # loads torch
             from haggler.learning.learner import LearnerConfig, OnlineLearner
 
-            if self.agent is None:
+            if self.agent is None:  # learn on from the weights this service was given
                 self.agent = BuyerAgent.from_file(self.model_path)
-                self.agent.serve(self._snapshot)
+                self.agent.adopt(self._snapshot)
             self.agent.set_learning_rate(self.settings.online_learning_rate)
             self.learner = OnlineLearner(
                 self.agent,

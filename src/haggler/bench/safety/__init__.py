@@ -10,14 +10,26 @@ candidate serves only if `promotion.judge` passes it against the champion).
   sellers that teach it to accept a high first ask; its surplus on the standard held-out suite is
   watched in both promotion modes.
 
-Pretraining and streams run side by side in worker processes (`jobs`); each benchmark returns a
-`BenchReport` and writes its figures and plot (`report`).
+Each benchmark takes one frozen config (`ShiftConfig`, `PoisoningConfig`, sharing
+`StreamBenchConfig`). Pretraining and streams run side by side in worker processes (`jobs`); each
+benchmark returns a `BenchReport` and writes its figures and plot (`report`).
 """
 
-from haggler.bench.safety.jobs import BENCH_SAVE_INTERVAL
-from haggler.bench.safety.poisoning import POISONERS, POISONING_GATE, poisoning_benchmark
+from haggler.bench.safety.jobs import BENCH_SAVE_INTERVAL, StreamBenchConfig
+from haggler.bench.safety.poisoning import (
+    POISONERS,
+    POISONING_GATE,
+    PoisoningConfig,
+    poisoning_benchmark,
+)
 from haggler.bench.safety.report import BenchReport
-from haggler.bench.safety.shift import POPULATION_A, POPULATION_B, shift_benchmark, shift_gate
+from haggler.bench.safety.shift import (
+    POPULATION_A,
+    POPULATION_B,
+    ShiftConfig,
+    shift_benchmark,
+    shift_gate,
+)
 
 __all__ = [
     "BENCH_SAVE_INTERVAL",
@@ -26,6 +38,9 @@ __all__ = [
     "POPULATION_A",
     "POPULATION_B",
     "BenchReport",
+    "PoisoningConfig",
+    "ShiftConfig",
+    "StreamBenchConfig",
     "poisoning_benchmark",
     "shift_benchmark",
     "shift_gate",

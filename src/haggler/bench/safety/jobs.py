@@ -21,6 +21,8 @@ from haggler.bench.online_stream import (
     suite_of,
 )
 from haggler.config import DQNConfig
+from haggler.policy.exploration import Exploration
+from haggler.safety.promotion import GateConfig
 
 BENCH_SAVE_INTERVAL = 50
 """Negotiations between candidates in the benchmarks: a judgement (two models on a 300-scenario
@@ -29,6 +31,59 @@ service's SAVE_INTERVAL) would cost half an hour per 3,000 negotiations."""
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamBenchConfig:
+    """What the safety benchmarks share: models pretrained per seed, then streamed in each mode.
+    The fields without a default here take each benchmark's own."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Stream seeds: each varies the stream, exploration and the learner."""
+    modes: tuple[str, ...]
+    """Promotion+exploration modes (`online_stream.MODES`), streamed side by side."""
+    negotiations: int
+    """Negotiations streamed per mode and seed."""
+    measure_every: int
+    """Negotiations between two measurements of the served agent on the held-out suite."""
+    pretrain_env_steps: int
+    """Pretraining budget of each cached model."""
+    pretrain_seed: int | None = 0
+    """Every stream starts from the models pretrained with this seed; None pretrains per seed."""
+    held_out_size: int
+    """Scenarios of the fixed held-out suite the served agent is measured on."""
+    held_out_key: int = 0
+    """Seed of the held-out suite."""
+    epsilon: float = 0.1
+    """Exploration rate of the served agent."""
+    temperature: float = Exploration.temperature
+    """Softmax temperature of the safe exploration mode."""
+    learning_rate: float = 1e-4
+    """The online learner's learning rate."""
+    train_steps: int = 5
+    """Gradient steps after each negotiation."""
+    save_interval: int = BENCH_SAVE_INTERVAL
+    """Negotiations between two candidates."""
+    window: int = 500
+    """Logged negotiations the gate judges a candidate on."""
+    gate: GateConfig | None = None
+    """The promotion gate; None for the benchmark's own."""
+    dqn: DQNConfig | None = None
+    """The pretrained models' network; None for `DQNConfig()`."""
+    cache_dir: Path = Path("models/bench/safety")
+    """Folder of the cached pretrained models."""
+
+    def online(self, gate: GateConfig) -> dict[str, Any]:
+        """The `online_config` overrides of every stream, judged by `gate`."""
+        return {
+            "epsilon": self.epsilon,
+            "temperature": self.temperature,
+            "learning_rate": self.learning_rate,
+            "train_steps": self.train_steps,
+            "save_interval": self.save_interval,
+            "window": self.window,
+            "gate": gate,
+        }
 
 
 @dataclass(frozen=True)
@@ -48,32 +103,29 @@ class StreamJob:
 
 def stream_jobs(
     starts: dict[int, Path],
-    modes: Sequence[str],
     stream: Sequence[str],
     held_out: Sequence[str],
+    config: StreamBenchConfig,
     *,
-    negotiations: int,
-    measure_every: int,
-    held_out_size: int,
-    held_out_key: int,
-    overrides: dict[str, Any],
+    gate: GateConfig,
     verbose: bool,
 ) -> list[StreamJob]:
+    """One job per mode and seed: `stream` from the seed's start model, watched on `held_out`."""
     return [
         StreamJob(
             start_model=starts[seed],
             stream=tuple(stream),
-            negotiations=negotiations,
+            negotiations=config.negotiations,
             held_out=tuple(held_out),
-            held_out_size=held_out_size,
-            held_out_key=held_out_key,
-            config=online_config(mode, **overrides),
+            held_out_size=config.held_out_size,
+            held_out_key=config.held_out_key,
+            config=online_config(mode, **config.online(gate)),
             seed=seed,
-            measure_every=measure_every,
+            measure_every=config.measure_every,
             mode=mode,
             verbose=verbose,
         )
-        for mode in modes
+        for mode in config.modes
         for seed in starts
     ]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import numpy as np
 
 from haggler.bench.online_stream import Measured, StreamRun, paired
 from haggler.bench.safety.jobs import (
-    BENCH_SAVE_INTERVAL,
+    StreamBenchConfig,
     map_jobs,
     pretrain_all,
     run_stream_job,
@@ -29,7 +30,6 @@ from haggler.bench.safety.jobs import (
 from haggler.bench.safety.report import BenchReport, pretrained_with, write_report
 from haggler.config import DQNConfig
 from haggler.core.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
-from haggler.policy.exploration import Exploration
 from haggler.safety.promotion import GateConfig
 
 POISONERS: tuple[str, ...] = ("take_it_or_leave_it",)
@@ -37,27 +37,29 @@ POISONING_GATE = GateConfig(suite_episodes=300, resamples=500)
 """The gate of the poisoning benchmark: the standard suite, smaller for speed."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class PoisoningConfig(StreamBenchConfig):
+    """The poisoning benchmark: pretrained on the training sellers, streamed `poisoners`."""
+
+    modes: tuple[str, ...] = ("immediate+epsilon", "gated+epsilon")
+    """Promotion+exploration modes, streamed side by side."""
+    negotiations: int = 1_000
+    """Negotiations of the poisoners streamed per mode and seed."""
+    measure_every: int = 100
+    """Negotiations between two measurements on the standard suite."""
+    pretrain_env_steps: int = 300_000
+    """Pretraining budget of each cached model."""
+    held_out_size: int = 1_000
+    """Scenarios of the standard held-out suite (all strategies)."""
+    poisoners: tuple[str, ...] = POISONERS
+    """The sellers streamed."""
+    tolerance: float = 0.03
+    """Largest drift of the gated served model from where it started that meets the target."""
+
+
 def poisoning_benchmark(
+    config: PoisoningConfig,
     *,
-    seeds: Sequence[int] = (0, 1, 2),
-    modes: Sequence[str] = ("immediate+epsilon", "gated+epsilon"),
-    negotiations: int = 1_000,
-    measure_every: int = 100,
-    pretrain_env_steps: int = 300_000,
-    pretrain_seed: int | None = 0,
-    held_out_size: int = 1_000,
-    held_out_key: int = 0,
-    epsilon: float = 0.1,
-    temperature: float = Exploration.temperature,
-    learning_rate: float = 1e-4,
-    train_steps: int = 5,
-    save_interval: int = BENCH_SAVE_INTERVAL,
-    window: int = 500,
-    gate: GateConfig | None = None,
-    dqn: DQNConfig | None = None,
-    poisoners: Sequence[str] = POISONERS,
-    tolerance: float = 0.03,
-    cache_dir: Path = Path("models/bench/safety"),
     json_path: Path | None = None,
     plot_path: Path | None = None,
     jobs: int = 1,
@@ -65,56 +67,48 @@ def poisoning_benchmark(
 ) -> BenchReport:
     """Stream sellers that teach overpaying, and watch the served model on the standard suite.
 
-    Gated promotion should hold the served model's held-out surplus within `tolerance` of where
-    it started; immediate promotion lets it fall. `pretrain_seed` as in `shift_benchmark`;
-    `gate`: `POISONING_GATE` when None."""
+    Gated promotion should hold the served model's held-out surplus within `config.tolerance` of
+    where it started; immediate promotion lets it fall. The other arguments as in
+    `shift_benchmark`."""
     started = time.perf_counter()
-    gate = gate or POISONING_GATE
-    model_seeds = {s: s if pretrain_seed is None else pretrain_seed for s in seeds}
+    gate = config.gate or POISONING_GATE
+    model_seeds = {
+        s: s if config.pretrain_seed is None else config.pretrain_seed for s in config.seeds
+    }
     unique = sorted(set(model_seeds.values()))
     pretrain_jobs = [
-        (TRAINING_STRATEGIES, seed, pretrain_env_steps, cache_dir, dqn or DQNConfig(), "standard")
+        (
+            TRAINING_STRATEGIES,
+            seed,
+            config.pretrain_env_steps,
+            config.cache_dir,
+            config.dqn or DQNConfig(),
+            "standard",
+        )
         for seed in unique
     ]
     paths = pretrain_all(pretrain_jobs, jobs)
     starts = {s: paths[unique.index(m)] for s, m in model_seeds.items()}
     pretrain_seconds = time.perf_counter() - started
-    overrides = {
-        "epsilon": epsilon,
-        "temperature": temperature,
-        "learning_rate": learning_rate,
-        "train_steps": train_steps,
-        "save_interval": save_interval,
-        "window": window,
-        "gate": gate,
-    }
     stream_started = time.perf_counter()
     runs = map_jobs(
         run_stream_job,
-        stream_jobs(
-            starts,
-            modes,
-            poisoners,
-            ALL_STRATEGIES,
-            negotiations=negotiations,
-            measure_every=measure_every,
-            held_out_size=held_out_size,
-            held_out_key=held_out_key,
-            overrides=overrides,
-            verbose=verbose,
-        ),
+        stream_jobs(starts, config.poisoners, ALL_STRATEGIES, config, gate=gate, verbose=verbose),
         jobs,
     )
     stream_seconds = time.perf_counter() - stream_started
-    by_mode: dict[str, list[StreamRun]] = {m: [r for r in runs if r.mode == m] for m in modes}
+    by_mode: dict[str, list[StreamRun]] = {
+        m: [r for r in runs if r.mode == m] for m in config.modes
+    }
 
     lines = [
         f"Poisoning benchmark: models pretrained on the training sellers "
-        f"({pretrain_env_steps:,} env steps, {pretrained_with(pretrain_seed)}), then streamed "
-        f"{negotiations} negotiations of "
-        f"{', '.join(poisoners)}; held-out: the standard suite ({held_out_size} scenarios, "
-        f"{', '.join(ALL_STRATEGIES)}); seeds {list(seeds)}; {train_steps} steps per negotiation "
-        f"at lr {learning_rate:g}, {epsilon:.0%} exploration.",
+        f"({config.pretrain_env_steps:,} env steps, {pretrained_with(config.pretrain_seed)}), "
+        f"then streamed {config.negotiations} negotiations of "
+        f"{', '.join(config.poisoners)}; held-out: the standard suite "
+        f"({config.held_out_size} scenarios, {', '.join(ALL_STRATEGIES)}); "
+        f"seeds {list(config.seeds)}; {config.train_steps} steps per negotiation "
+        f"at lr {config.learning_rate:g}, {config.epsilon:.0%} exploration.",
     ]
     mode_figures: dict[str, Any] = {}
     for mode, mode_runs in by_mode.items():
@@ -144,17 +138,17 @@ def poisoning_benchmark(
             f"  at the end, served - start (paired, all seeds pooled): {pooled} p = {pooled_p:.2g}"
         )
         if mode.startswith("gated"):
-            verdict = "met" if worst <= tolerance else "NOT met"
+            verdict = "met" if worst <= config.tolerance else "NOT met"
             lines.append(
                 f"  largest |served - start| at any checkpoint, any seed: {worst:.3f} "
-                f"(target <= {tolerance}: {verdict})"
+                f"(target <= {config.tolerance}: {verdict})"
             )
         else:
             fell = pooled.ci_high < 0
             lines.append(f"  measurably falls (95% CI below 0): {'yes' if fell else 'no'}")
     comparison: dict[str, Any] = {}
-    gated = [m for m in modes if m.startswith("gated")]
-    immediate = [m for m in modes if m.startswith("immediate")]
+    gated = [m for m in config.modes if m.startswith("gated")]
+    immediate = [m for m in config.modes if m.startswith("immediate")]
     if gated and immediate:
         g, i = by_mode[gated[0]], by_mode[immediate[0]]
         diff, p_value = paired(_concat(r.final for r in g), _concat(r.final for r in i))
@@ -182,22 +176,14 @@ def poisoning_benchmark(
     text = "\n".join(lines)
     figures: dict[str, Any] = {
         "benchmark": "poisoning",
-        "poisoners": list(poisoners),
-        "seeds": list(seeds),
-        "negotiations": negotiations,
-        "pretrain_env_steps": pretrain_env_steps,
-        "pretrain_seed": pretrain_seed,
-        "held_out_size": held_out_size,
-        "tolerance": tolerance,
-        "online": {
-            "epsilon": epsilon,
-            "temperature": temperature,
-            "learning_rate": learning_rate,
-            "train_steps": train_steps,
-            "save_interval": save_interval,
-            "window": window,
-            "gate": dataclasses.asdict(gate),
-        },
+        "poisoners": list(config.poisoners),
+        "seeds": list(config.seeds),
+        "negotiations": config.negotiations,
+        "pretrain_env_steps": config.pretrain_env_steps,
+        "pretrain_seed": config.pretrain_seed,
+        "held_out_size": config.held_out_size,
+        "tolerance": config.tolerance,
+        "online": {**config.online(gate), "gate": dataclasses.asdict(gate)},
         "modes": mode_figures,
         "gated_vs_immediate": comparison,
         "runs": [r.as_dict() for r in runs],

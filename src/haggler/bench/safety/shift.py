@@ -17,6 +17,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from haggler.bench.online_stream import Measured, StreamRun, measure, paired, suite_of
 from haggler.bench.safety.jobs import (
-    BENCH_SAVE_INTERVAL,
+    StreamBenchConfig,
     map_jobs,
     pretrain_all,
     run_stream_job,
@@ -33,7 +34,6 @@ from haggler.bench.safety.jobs import (
 from haggler.bench.safety.report import BenchReport, pretrained_with, write_report
 from haggler.config import DQNConfig
 from haggler.learning.dqn import BuyerAgent
-from haggler.policy.exploration import Exploration
 from haggler.safety.promotion import GateConfig
 
 POPULATION_A: tuple[str, ...] = (
@@ -67,28 +67,31 @@ def shift_gate(population: Sequence[str]) -> GateConfig:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShiftConfig(StreamBenchConfig):
+    """The shift benchmark: pretrained on `population_a`, streamed `population_b`."""
+
+    modes: tuple[str, ...] = ("immediate+epsilon", "gated+epsilon", "gated+safe")
+    """Promotion+exploration modes, streamed side by side."""
+    negotiations: int = 3_000
+    """Negotiations of population B streamed per mode and seed."""
+    measure_every: int = 250
+    """Negotiations between two measurements on held-out B."""
+    recovery_at: int = 2_000
+    """The checkpoint whose recovered share is reported (the last when not measured)."""
+    pretrain_env_steps: int = 400_000
+    """Pretraining budget of each cached model, on A and on B."""
+    held_out_size: int = 2_000
+    """Scenarios of the fixed held-out set of B."""
+    population_a: tuple[str, ...] = POPULATION_A
+    """The sellers before the shift: the frozen agent is pretrained on them."""
+    population_b: tuple[str, ...] = POPULATION_B
+    """The sellers after the shift: streamed, held out, and the target agent's training."""
+
+
 def shift_benchmark(
+    config: ShiftConfig,
     *,
-    seeds: Sequence[int] = (0, 1, 2),
-    modes: Sequence[str] = ("immediate+epsilon", "gated+epsilon", "gated+safe"),
-    negotiations: int = 3_000,
-    measure_every: int = 250,
-    recovery_at: int = 2_000,
-    pretrain_env_steps: int = 400_000,
-    pretrain_seed: int | None = 0,
-    held_out_size: int = 2_000,
-    held_out_key: int = 0,
-    epsilon: float = 0.1,
-    temperature: float = Exploration.temperature,
-    learning_rate: float = 1e-4,
-    train_steps: int = 5,
-    save_interval: int = BENCH_SAVE_INTERVAL,
-    window: int = 500,
-    gate: GateConfig | None = None,
-    dqn: DQNConfig | None = None,
-    population_a: Sequence[str] = POPULATION_A,
-    population_b: Sequence[str] = POPULATION_B,
-    cache_dir: Path = Path("models/bench/safety"),
     json_path: Path | None = None,
     plot_path: Path | None = None,
     jobs: int = 1,
@@ -99,16 +102,24 @@ def shift_benchmark(
     The lost surplus (gap) is an agent pretrained on B minus the frozen A agent, both greedy on a
     fixed held-out set of B; recovery is the served agent's share of it won back.
 
-    `pretrain_seed`: every stream starts from the models pretrained with this seed (the seeds
-    then vary the stream, exploration and the learner); None pretrains a pair per seed.
-    `gate`: `shift_gate(population_b)` when None."""
+    `json_path` and `plot_path`: where the figures and the plot go (not written when None);
+    `jobs`: worker processes for pretraining and streams; `verbose`: print the streams' progress."""
     started = time.perf_counter()
-    gate = gate or shift_gate(population_b)
-    model_seeds = {s: s if pretrain_seed is None else pretrain_seed for s in seeds}
+    gate = config.gate or shift_gate(config.population_b)
+    model_seeds = {
+        s: s if config.pretrain_seed is None else config.pretrain_seed for s in config.seeds
+    }
     unique = sorted(set(model_seeds.values()))
     pretrain_jobs = [
-        (tuple(population), seed, pretrain_env_steps, cache_dir, dqn or DQNConfig(), name)
-        for name, population in (("shift_a", population_a), ("shift_b", population_b))
+        (
+            tuple(population),
+            seed,
+            config.pretrain_env_steps,
+            config.cache_dir,
+            config.dqn or DQNConfig(),
+            name,
+        )
+        for name, population in (("shift_a", config.population_a), ("shift_b", config.population_b))
         for seed in unique
     ]
     paths = pretrain_all(pretrain_jobs, jobs)
@@ -116,57 +127,46 @@ def shift_benchmark(
     target_paths = {s: paths[len(unique) + unique.index(m)] for s, m in model_seeds.items()}
     pretrain_seconds = time.perf_counter() - started
 
-    suite = suite_of(population_b, held_out_size, held_out_key)
+    suite = suite_of(config.population_b, config.held_out_size, config.held_out_key)
     by_path: dict[Path, Measured] = {}
     for path in {*frozen_paths.values(), *target_paths.values()}:
         by_path[path] = measure(BuyerAgent.from_file(path).snapshot, suite)
     frozen = {s: by_path[p] for s, p in frozen_paths.items()}
     target = {s: by_path[p] for s, p in target_paths.items()}
-    gaps = {s: paired(target[s], frozen[s]) for s in seeds}
+    gaps = {s: paired(target[s], frozen[s]) for s in config.seeds}
 
-    overrides = {
-        "epsilon": epsilon,
-        "temperature": temperature,
-        "learning_rate": learning_rate,
-        "train_steps": train_steps,
-        "save_interval": save_interval,
-        "window": window,
-        "gate": gate,
-    }
     stream_started = time.perf_counter()
     runs = map_jobs(
         run_stream_job,
         stream_jobs(
             frozen_paths,
-            modes,
-            population_b,
-            population_b,
-            negotiations=negotiations,
-            measure_every=measure_every,
-            held_out_size=held_out_size,
-            held_out_key=held_out_key,
-            overrides=overrides,
+            config.population_b,
+            config.population_b,
+            config,
+            gate=gate,
             verbose=verbose,
         ),
         jobs,
     )
     stream_seconds = time.perf_counter() - stream_started
 
-    gap_means = {s: gaps[s][0].mean for s in seeds}
-    by_mode: dict[str, list[StreamRun]] = {m: [r for r in runs if r.mode == m] for m in modes}
+    gap_means = {s: gaps[s][0].mean for s in config.seeds}
+    by_mode: dict[str, list[StreamRun]] = {
+        m: [r for r in runs if r.mode == m] for m in config.modes
+    }
     mode_figures: dict[str, Any] = {}
     lines = [
-        f"Shift benchmark: pretrained on A ({', '.join(population_a)}), then streamed "
-        f"{negotiations} negotiations of B ({', '.join(population_b)}).",
-        f"Pretraining: {pretrain_env_steps:,} env steps per model; held-out set of B: "
-        f"{held_out_size} scenarios ({len(next(iter(frozen.values())).surplus)} feasible); "
-        f"seeds {list(seeds)} (pretrained with {pretrained_with(pretrain_seed)}); "
-        f"{train_steps} steps per negotiation at lr {learning_rate:g}, {epsilon:.0%} "
-        f"exploration, a candidate every {save_interval} negotiations.",
+        f"Shift benchmark: pretrained on A ({', '.join(config.population_a)}), then streamed "
+        f"{config.negotiations} negotiations of B ({', '.join(config.population_b)}).",
+        f"Pretraining: {config.pretrain_env_steps:,} env steps per model; held-out set of B: "
+        f"{config.held_out_size} scenarios ({len(next(iter(frozen.values())).surplus)} feasible); "
+        f"seeds {list(config.seeds)} (pretrained with {pretrained_with(config.pretrain_seed)}); "
+        f"{config.train_steps} steps per negotiation at lr {config.learning_rate:g}, "
+        f"{config.epsilon:.0%} exploration, a candidate every {config.save_interval} negotiations.",
         "",
         "Lost surplus (agent pretrained on B - frozen A agent, greedy on held-out B, paired):",
     ]
-    for s in seeds:
+    for s in config.seeds:
         lines.append(
             f"  seed {s}: frozen {frozen[s].mean:.3f}, pretrained on B {target[s].mean:.3f}, "
             f"gap {gaps[s][0]}"
@@ -177,10 +177,10 @@ def shift_benchmark(
     )
 
     for mode, mode_runs in by_mode.items():
-        figures = _shift_mode_figures(mode_runs, gap_means, recovery_at)
+        figures = _shift_mode_figures(mode_runs, gap_means, config.recovery_at)
         mode_figures[mode] = figures
         lines += ["", f"{mode}:", _shift_table(mode_runs, gap_means)]
-        lines += _shift_summary(mode, figures, recovery_at, negotiations)
+        lines += _shift_summary(mode, figures, config.recovery_at, config.negotiations)
     total = time.perf_counter() - started
     lines += [
         "",
@@ -189,22 +189,14 @@ def shift_benchmark(
     ]
     figures_out: dict[str, Any] = {
         "benchmark": "shift",
-        "population_a": list(population_a),
-        "population_b": list(population_b),
-        "seeds": list(seeds),
-        "negotiations": negotiations,
-        "pretrain_env_steps": pretrain_env_steps,
-        "pretrain_seed": pretrain_seed,
-        "held_out_size": held_out_size,
-        "online": {
-            "epsilon": epsilon,
-            "temperature": temperature,
-            "learning_rate": learning_rate,
-            "train_steps": train_steps,
-            "save_interval": save_interval,
-            "window": window,
-            "gate": dataclasses.asdict(gate),
-        },
+        "population_a": list(config.population_a),
+        "population_b": list(config.population_b),
+        "seeds": list(config.seeds),
+        "negotiations": config.negotiations,
+        "pretrain_env_steps": config.pretrain_env_steps,
+        "pretrain_seed": config.pretrain_seed,
+        "held_out_size": config.held_out_size,
+        "online": {**config.online(gate), "gate": dataclasses.asdict(gate)},
         "gap": {
             str(s): {
                 "frozen": frozen[s].mean,
@@ -212,7 +204,7 @@ def shift_benchmark(
                 "gap": gaps[s][0].as_dict(),
                 "p_value": gaps[s][1],
             }
-            for s in seeds
+            for s in config.seeds
         },
         "mean_gap": mean_gap,
         "modes": mode_figures,
