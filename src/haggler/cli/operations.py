@@ -204,10 +204,10 @@ def ab_test_reject(test_id: int, reason: str) -> None:
 
 
 def _decide(test_id: int, decision: Literal["promote", "reject"], reason: str) -> None:
-    from haggler.safety import safe_learning as safety
+    from haggler.safety import ab_decisions
 
     try:
-        ended = safety.decide_ab_test(
+        ended = ab_decisions.decide_ab_test(
             store_sessions(),
             test_id,
             decision,

@@ -20,8 +20,7 @@ from haggler.api.schemas import (
     SafetyOut,
 )
 from haggler.policy.snapshot import ModelFileError
-from haggler.safety import candidates
-from haggler.safety import safe_learning as safety
+from haggler.safety import ab_decisions, candidates
 from haggler.store import base as store
 from haggler.store import experiments, versions
 from haggler.store import snapshots as snapshot_store
@@ -117,7 +116,7 @@ async def decide_ab_test(
     test_id: TestId, body: ABDecisionIn, runtime: RuntimeDep, _operator: OperatorDep
 ) -> ABTestOut:
     try:
-        ended = safety.decide_ab_test(
+        ended = ab_decisions.decide_ab_test(
             runtime.sessions,
             test_id,
             body.decision,
