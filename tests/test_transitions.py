@@ -13,7 +13,7 @@ from haggler.core.features import N_MOVES, OBSERVATION_SIZE
 from haggler.core.play import open_with
 from haggler.core.scenarios import scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
-from haggler.core.transitions import logged_transitions, transitions
+from haggler.core.transitions import LoggedEpisode, transitions
 from haggler.learning.dqn import BuyerAgent
 from haggler.serving.service import NegotiationService
 
@@ -27,7 +27,7 @@ def test_pretraining_steps_and_a_logged_negotiation_build_the_same_transitions(
     for scenario in scenario_suite(20, seed=3, strategies=TRAINING_STRATEGIES):
         seller = scenario.seller()
         final, decisions = service.play(open_with(scenario.terms, seller), seller)
-        logged = logged_transitions(decisions, [d.reward or 0.0 for d in decisions])
+        logged = LoggedEpisode.of(decisions).transitions()
 
         # The same moves through the environment, one step at a time, as pretraining takes them.
         env = NegotiationEnv()

@@ -34,7 +34,7 @@ import numpy as np
 from haggler.config import DQNConfig, Settings
 from haggler.core.play import open_with
 from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, draw_scenario, scenario_rng
-from haggler.core.transitions import LoggedEpisode, negotiation_transitions
+from haggler.core.transitions import LoggedEpisode
 from haggler.learning.dqn import BuyerAgent
 from haggler.learning.pretraining import PretrainConfig, pretrain
 from haggler.policy.exploration import GREEDY, Exploration
@@ -129,17 +129,9 @@ class OnlineStream:
         final, decisions = self.service.play(
             open_with(scenario.terms, seller), seller, self.champion
         )
-        episode = LoggedEpisode(
-            observations=np.stack([d.observation for d in decisions]),
-            action_masks=np.stack([d.action_mask for d in decisions]),
-            moves=np.array([d.move for d in decisions], dtype=np.int64),
-            propensities=np.array([d.propensity for d in decisions], dtype=np.float64),
-            rewards=np.array([d.reward for d in decisions], dtype=np.float64),
-        )
+        episode = LoggedEpisode.of(decisions)
         self.logged.append(episode)
-        transitions = negotiation_transitions(
-            episode.observations, episode.action_masks, episode.moves, episode.rewards
-        )
+        transitions = episode.transitions()
         self.learner.add_transitions(transitions)
         self.learner.train_steps(min(len(transitions.move), self.config.train_steps))
         self.negotiations += 1

@@ -54,6 +54,23 @@ class LoggedEpisode:
     def __len__(self) -> int:
         return len(self.moves)
 
+    @staticmethod
+    def of(decisions: Sequence[LoggedDecision]) -> LoggedEpisode:
+        """The episode of a finished negotiation's logged decisions, each with its reward."""
+        return LoggedEpisode(
+            observations=np.stack([d.observation for d in decisions]),
+            action_masks=np.stack([d.action_mask for d in decisions]),
+            moves=np.array([d.move for d in decisions], dtype=np.int64),
+            propensities=np.array([d.propensity for d in decisions], dtype=np.float64),
+            rewards=np.array([d.reward or 0.0 for d in decisions], dtype=np.float64),
+        )
+
+    def transitions(self) -> Transitions:
+        """The episode's experiences for the replay buffer (`negotiation_transitions`)."""
+        return negotiation_transitions(
+            self.observations, self.action_masks, self.moves, self.rewards
+        )
+
 
 def transitions(
     observation: np.ndarray,
@@ -93,19 +110,9 @@ def negotiation_transitions(
         action_masks,
         moves,
         rewards,
-        next_observation=np.concatenate([observations[1:], np.zeros_like(observations[:1])]),
-        next_action_mask=np.concatenate([action_masks[1:], np.ones_like(action_masks[:1])]),
+        # Each row's next is the following row; the last wraps round, and `transitions` replaces
+        # it by the end's convention.
+        next_observation=np.roll(observations, -1, axis=0),
+        next_action_mask=np.roll(action_masks, -1, axis=0),
         terminated=terminated,
-    )
-
-
-def logged_transitions(
-    decisions: Sequence[LoggedDecision], rewards: Sequence[float]
-) -> Transitions:
-    """`negotiation_transitions` of a finished negotiation's logged decisions and their rewards."""
-    return negotiation_transitions(
-        np.stack([d.observation for d in decisions]),
-        np.stack([d.action_mask for d in decisions]),
-        np.array([d.move for d in decisions], dtype=np.int64),
-        np.asarray(rewards, dtype=np.float32),
     )

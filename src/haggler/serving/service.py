@@ -38,7 +38,7 @@ from haggler.core.negotiation import (
 )
 from haggler.core.play import Seller
 from haggler.core.sellers import make_seller
-from haggler.core.transitions import LoggedDecision, Transitions, logged_transitions
+from haggler.core.transitions import LoggedDecision, LoggedEpisode, Transitions
 from haggler.policy.exploration import GREEDY, Exploration
 from haggler.policy.snapshot import PolicySnapshot, decide
 
@@ -54,15 +54,20 @@ class NegotiationRecord:
     seller: str
     state: NegotiationState
     decisions: list[LoggedDecision] = field(default_factory=list)
-    rewards: list[float] = field(default_factory=list)
+    """Every buyer decision, with the reward it earned."""
 
     @property
     def result(self) -> NegotiationResult:
         return result(self.state)
 
+    @property
+    def rewards(self) -> list[float]:
+        """Each decision's reward (its `step_reward` once the seller had answered)."""
+        return [d.reward or 0.0 for d in self.decisions]
+
     def transitions(self) -> Transitions:
         """The negotiation's experiences, one per buyer move, for the replay buffer."""
-        return logged_transitions(self.decisions, self.rewards)
+        return LoggedEpisode.of(self.decisions).transitions()
 
 
 class NegotiationService:
@@ -201,7 +206,6 @@ class NegotiationService:
         simulated = make_seller(seller, item.list_price, np.random.default_rng(seed))
         state, decisions = self.play(game.open_with(terms, simulated), simulated)
         record = NegotiationRecord(next(self._ids), item, seller, state, decisions)
-        record.rewards = [d.reward or 0.0 for d in decisions]
         self.learn_from(record.id, record.transitions())
         return record
 
