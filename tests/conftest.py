@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from haggler.config import DQNConfig
 from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.features import N_MOVES, BuyerMove
 from haggler.core.negotiation import (
     Action,
     NegotiationState,
@@ -72,6 +74,32 @@ def played_at(price: float | None, *, limit: float = 100.0, reserve: float = 60.
         state = apply_move(state, Party.BUYER, Action.counter(price))
         state = apply_move(state, Party.SELLER, Action.accept())
     return Played(Scenario(SEED_CATALOGUE[0], terms, "linear", 0), state, reserve)
+
+
+FALLBACK_ORDER = (
+    BuyerMove.ACCEPT,
+    BuyerMove.CONCEDE_75,
+    BuyerMove.CONCEDE_50,
+    BuyerMove.CONCEDE_25,
+    BuyerMove.CONCEDE_10,
+    BuyerMove.CONCEDE_3,
+    BuyerMove.HOLD,
+    BuyerMove.WALK_AWAY,
+)
+
+
+def fixed_preferences(move: BuyerMove) -> np.ndarray:
+    """Q-values (N_MOVES,) whose best legal move is always `move`, then accepting, then the
+    biggest counter-offer within the limit, walking away last.
+
+    Counter-offers above the limit are not legal moves, so a network that prefers CONCEDE_25
+    meets states where it cannot play it; it then takes the ask or haggles in smaller steps
+    instead of walking away (with walking away second, it lost most deals by the limit alone).
+    """
+    order = [move, *(other for other in FALLBACK_ORDER if other is not move)]
+    preferences = np.zeros(N_MOVES, dtype=np.float32)
+    preferences[order] = np.linspace(1.0, 0.0, N_MOVES, dtype=np.float32)
+    return preferences
 
 
 def cents(value: float) -> float:

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from haggler.core.negotiation import episode_return
+from haggler.core.negotiation import RewardConfig, episode_return
 from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import TRAINING_STRATEGIES
 from haggler.policy.baselines import BASELINES
@@ -84,13 +84,22 @@ def test_a_bad_split_is_refused(split: float) -> None:
 
 
 def test_outcome_of_a_played_negotiation() -> None:
-    for scenario in scenario_suite(40, 2, TRAINING_STRATEGIES):
+    config = RewardConfig()
+    no_deals = set()
+    for scenario in scenario_suite(60, 2, TRAINING_STRATEGIES):
         played = play(scenario, LINEAR)
         outcome = outcome_of(played)
-        assert outcome.reward == episode_return(played.state, deal_possible=played.feasible)
+        assert outcome.reward == episode_return(played.state)
+        if not outcome.deal:
+            # Every no-deal pays the penalty, whether or not the seller's floor was within reach.
+            moves = played.state.buyer_moves
+            expected = -moves * config.round_cost - config.no_deal_penalty
+            assert outcome.reward == pytest.approx(expected)
+            no_deals.add(played.feasible)
         assert outcome.deal == (played.state.deal_price is not None)
         assert (outcome.savings_pct is None) == (not outcome.deal)
         assert (outcome.surplus is None) == (not played.feasible)
+    assert no_deals == {True, False}
 
 
 def test_summarise_arm(pool: list[ArmOutcome]) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 import httpx2 as httpx
 import torch
 
+from conftest import fixed_preferences
 from haggler.config import DQNConfig
-from haggler.core.features import N_MOVES, BuyerMove
+from haggler.core.features import BuyerMove
 from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
@@ -98,10 +99,9 @@ def test_gated_learning_judges_each_checkpoint_and_ab_tests_split_by_id(
 
 
 def fixed_model(move: BuyerMove) -> BuyerAgent:
-    """A small network whose best legal move is always `move` (then a fixed order of the rest)."""
+    """A small network whose best legal move is always `move` (then `fixed_preferences`' order)."""
     agent = BuyerAgent(DQNConfig(hidden_sizes=(32,), batch_size=8))
-    preference = torch.linspace(0.0, -0.5, N_MOVES)
-    preference[move] = 1.0
+    preference = torch.from_numpy(fixed_preferences(move))
     with torch.no_grad():
         for layer in agent.q_network:
             if isinstance(layer, torch.nn.Linear):

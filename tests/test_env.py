@@ -11,7 +11,7 @@ import haggler  # noqa: F401 - registers the environment
 from haggler.core.catalogue import SEED_CATALOGUE
 from haggler.core.env import ENV_ID, NegotiationEnv
 from haggler.core.features import N_MOVES, OBSERVATION_SIZE, BuyerMove, counter_price
-from haggler.core.negotiation import Move, Outcome, Party, RewardConfig, Terms
+from haggler.core.negotiation import Move, Outcome, Party, RewardConfig, Terms, step_reward
 from haggler.core.scenarios import Scenario
 
 CHAIR = SEED_CATALOGUE[0]
@@ -137,7 +137,8 @@ def test_accepting_at_once_earns_the_saving_against_the_limit() -> None:
     assert reward == pytest.approx((limit - ask) / limit - 0.01)
 
 
-def test_walking_away_is_penalised_only_if_the_sellers_floor_was_within_the_limit() -> None:
+def test_walking_away_is_penalised_whether_or_not_the_sellers_floor_was_within_the_limit() -> None:
+    """The simulation knows the floor, but the reward must not: the service cannot see it."""
     config = RewardConfig(no_deal_penalty=0.2, round_cost=0.01)
     env = NegotiationEnv(reward_config=config)
     _, info = env.reset(options={"scenario": scenario(limit_share=1.0)})
@@ -148,7 +149,28 @@ def test_walking_away_is_penalised_only_if_the_sellers_floor_was_within_the_limi
     _, info = env.reset(options={"scenario": scenario(limit_share=0.3)})
     assert info["reserve"] > env.state.terms.buyer_limit
     _, reward, _, _, _ = env.step(BuyerMove.WALK_AWAY)
-    assert reward == pytest.approx(-0.01)
+    assert reward == pytest.approx(-0.01 - 0.2)
+
+
+def test_every_env_reward_is_the_services_step_reward_whatever_the_reserve() -> None:
+    """The env pays exactly `step_reward` of the state it reached, deal possible or not."""
+    config = RewardConfig(no_deal_penalty=0.2, round_cost=0.01)
+    rng = np.random.default_rng(0)
+    no_deals = set()
+    for seed in range(60):
+        env = NegotiationEnv(reward_config=config)
+        limit_share = (0.6, 0.8, 1.0)[seed % 3]
+        strategy = ("linear", "tit_for_tat", "hardliner", "touchy", "last_minute")[seed % 5]
+        _, info = env.reset(options={"scenario": scenario(limit_share, strategy, seed)})
+        terminated = False
+        while not terminated:
+            move = int(rng.choice(np.flatnonzero(info["action_mask"])))
+            _, reward, terminated, _, info = env.step(move)
+            assert reward == step_reward(env.state, config)
+        if env.state.outcome is not Outcome.DEAL:
+            assert reward == pytest.approx(-0.01 - 0.2)
+            no_deals.add(info["reserve"] <= env.state.terms.buyer_limit)
+    assert no_deals == {True, False}  # no-deals met both with and without a deal possible
 
 
 def test_reset_plays_the_scenario_it_is_given() -> None:

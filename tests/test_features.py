@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import opened, states
 from haggler.core.env import NegotiationEnv
@@ -97,18 +100,59 @@ def test_moves_map_to_the_protocols_actions() -> None:
 
 
 def test_the_first_offer_opens_at_a_low_anchor() -> None:
-    state = opened(limit=90.0, ask=120.0)
-    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 90.0, 2)
-    state = opened(limit=150.0, ask=120.0)
-    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 120.0, 2)
+    # Half of the ask or of the list price, whichever is lower: never of the limit.
+    state = opened(list_price=100.0, limit=90.0, ask=120.0)
+    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 100.0, 2)
+    state = opened(list_price=100.0, limit=150.0, ask=80.0)
+    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 80.0, 2)
+    state = opened(list_price=100.0, limit=60.0, ask=120.0)
+    assert counter_price(state, BuyerMove.HOLD) == round(ANCHOR_SHARE * 100.0, 2)
+
+
+def with_limit(state: NegotiationState, limit: float) -> NegotiationState:
+    """The same negotiation (transcript, asks, bids) by a buyer with another limit."""
+    return dataclasses.replace(state, terms=dataclasses.replace(state.terms, buyer_limit=limit))
+
+
+@given(states(), st.floats(0.05, 3.0))
+def test_the_limit_is_never_an_anchor(state: NegotiationState, limit_share: float) -> None:
+    """Counter-offers do not move when only the limit does: a seller that watches the offers
+    learns nothing about the limit from them, except that the buyer can pay at least this much."""
+    # The bids already made must stay within the other limit, or the transcript is impossible.
+    other_limit = max(round(state.terms.list_price * limit_share, 2), *state.bids, 0.01)
+    other = with_limit(state, other_limit)
+    legal = legal_moves(other)
+    for move in COUNTER_MOVES:
+        price = counter_price(state, move)
+        assert counter_price(other, move) == price
+        # A counter is legal exactly when its price is positive and within the limit.
+        assert legal[move] == (0 < price <= other_limit)
+        assert legal_moves(state)[move] == (0 < price <= state.terms.buyer_limit)
+
+
+def test_a_counter_above_the_limit_is_not_a_legal_move() -> None:
+    # Anchor 50 against an ask of 120: CONCEDE_25 offers 67.50, above a limit of 60.
+    state = opened(list_price=100.0, limit=60.0, ask=120.0)
+    assert counter_price(state, BuyerMove.CONCEDE_25) == 67.5
+    legal = legal_moves(state)
+    assert legal[BuyerMove.HOLD] and legal[BuyerMove.CONCEDE_10]  # 50.00 and 57.00
+    assert not legal[BuyerMove.CONCEDE_25]
+    with pytest.raises(ProtocolError, match="CONCEDE_25"):
+        to_action(state, BuyerMove.CONCEDE_25)
+    # At a limit of 67.50 the same move is legal, at the same price.
+    assert legal_moves(with_limit(state, 67.5))[BuyerMove.CONCEDE_25]
+    assert to_action(with_limit(state, 67.5), BuyerMove.CONCEDE_25) == Action.counter(67.5)
 
 
 def test_later_offers_concede_a_share_of_the_gap_from_the_last_offer() -> None:
-    state = apply_move(opened(limit=90.0, ask=120.0), Party.BUYER, Action.counter(60.0))
+    state = apply_move(opened(limit=80.0, ask=120.0), Party.BUYER, Action.counter(60.0))
     state = apply_move(state, Party.SELLER, Action.counter(100.0))
     assert counter_price(state, BuyerMove.HOLD) == 60.0
+    legal = legal_moves(state)
     for move, share in CONCESSION_SHARE.items():
-        assert counter_price(state, move) == pytest.approx(min(90.0, 60.0 + share * 40.0), abs=0.01)
+        # Not capped at the limit: CONCEDE_75 offers 90, above 80, and is not legal.
+        assert counter_price(state, move) == pytest.approx(60.0 + share * 40.0, abs=0.01)
+        assert legal[move] == (60.0 + share * 40.0 <= 80.0)
 
 
 def scaled_state(scale: float) -> NegotiationState:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.api.app import create_app
 from haggler.config import Settings
+from haggler.core.features import OBSERVATION_SIZE
 from haggler.learning import checkpoints
 from haggler.learning.checkpoints import list_checkpoints
 from haggler.learning.store_learner import StoreLearner
@@ -72,7 +73,7 @@ def test_with_training_on_each_step_publishes_a_version_that_serving_follows(
         assert second is not None and second > first
         wait_for(lambda: client.get("/api/training").json()["model_version"] == second)
         # The served weights are the learner's, bit for bit.
-        observation = np.linspace(0, 1, 17, dtype=np.float32)
+        observation = np.linspace(0, 1, OBSERVATION_SIZE, dtype=np.float32)
         served = client.app.state.runtime.service.snapshot  # type: ignore[attr-defined]
         np.testing.assert_array_equal(
             served.q_values(observation), learner.agent.snapshot.q_values(observation)
@@ -117,7 +118,7 @@ def test_after_a_restore_the_learner_learns_on_from_the_restored_checkpoint(
         play(client, 1)
         learner.step()  # follows the restore; with training off it changes nothing else
         assert learner.version == restored
-        observation = np.linspace(0, 1, 17, dtype=np.float32)
+        observation = np.linspace(0, 1, OBSERVATION_SIZE, dtype=np.float32)
         np.testing.assert_array_equal(
             learner.agent.snapshot.q_values(observation), checkpointed.q_values(observation)
         )

@@ -479,32 +479,46 @@ def test_a_deal_at_the_limit_earns_only_the_round_cost() -> None:
 
 def test_an_ongoing_negotiation_costs_one_round() -> None:
     state = seller(buyer(opened(), Action.counter(60.0)), Action.counter(110.0))
+    assert not state.is_over
     assert step_reward(state) == pytest.approx(-DEFAULT.round_cost)
-    assert step_reward(state, deal_possible=True) == pytest.approx(-DEFAULT.round_cost)
-
-
-def test_no_deal_is_penalised_only_when_a_deal_was_available() -> None:
     config = RewardConfig(no_deal_penalty=0.3, round_cost=0.01)
-    # The seller once asked 95 against a limit of 100: walking away threw a deal away.
-    available = seller(
-        buyer(opened(limit=100.0, ask=95.0), Action.counter(60.0)), Action.walk_away()
-    )
-    assert available.deal_was_available
-    assert step_reward(available, config) == pytest.approx(-0.01 - 0.3)
-    # The seller never came within the limit: nothing was lost by ending without a deal.
-    never = seller(buyer(opened(limit=100.0, ask=120.0), Action.counter(60.0)), Action.walk_away())
-    assert not never.deal_was_available
-    assert step_reward(never, config) == pytest.approx(-0.01)
+    assert step_reward(state, config) == pytest.approx(-0.01)
 
 
-def test_a_simulation_that_knows_the_sellers_floor_decides_whether_a_deal_was_possible() -> None:
+@pytest.mark.parametrize(
+    ("ask", "ending"),
+    [
+        (95.0, "buyer_walked"),
+        (120.0, "buyer_walked"),
+        (95.0, "seller_walked"),
+        (120.0, "seller_walked"),
+        (95.0, "deadline"),
+        (120.0, "deadline"),
+    ],
+)
+def test_every_no_deal_is_penalised_whatever_the_seller_asked(ask: float, ending: str) -> None:
+    """The service cannot see the seller's floor: a no-deal costs the same whether or not an ask
+    ever came within the limit (free walk-aways from sellers still coming down were learned)."""
     config = RewardConfig(no_deal_penalty=0.3, round_cost=0.01)
-    never_asked = buyer(opened(limit=100.0, ask=120.0), Action.walk_away())
-    assert step_reward(never_asked, config, deal_possible=True) == pytest.approx(-0.31)
-    asked = buyer(opened(limit=100.0, ask=95.0), Action.walk_away())
-    assert step_reward(asked, config, deal_possible=False) == pytest.approx(-0.01)
-    deal = buyer(opened(limit=100.0, ask=95.0), Action.accept())
-    assert step_reward(deal, config, deal_possible=False) == pytest.approx(0.05 - 0.01)
+    state = opened(limit=100.0, ask=ask, max_rounds=1 if ending == "deadline" else 10)
+    state = buyer(state, Action.counter(60.0))
+    if ending == "buyer_walked":
+        state = buyer(seller(state, Action.counter(ask)), Action.walk_away())
+    elif ending == "seller_walked":
+        state = seller(state, Action.walk_away())
+    else:
+        state = seller(state, Action.counter(ask))
+    assert state.outcome is Outcome(ending)
+    assert state.deal_was_available is (ask <= 100.0)
+    assert step_reward(state, config) == pytest.approx(-0.01 - 0.3)
+
+
+def test_walking_away_at_once_is_penalised_even_when_no_ask_was_within_the_limit() -> None:
+    config = RewardConfig(no_deal_penalty=0.3, round_cost=0.01)
+    never_asked = buyer(opened(limit=100.0, ask=500.0), Action.walk_away())
+    assert not never_asked.deal_was_available
+    assert step_reward(never_asked, config) == pytest.approx(-0.31)
+    assert episode_return(never_asked, config) == pytest.approx(-0.31)
 
 
 def test_missing_the_deadline_with_a_deal_on_the_table_is_penalised() -> None:
@@ -540,4 +554,9 @@ def test_episode_return_of_a_lost_deal_includes_the_penalty_once() -> None:
     state = buyer(state, Action.walk_away())
     expected = -2 * DEFAULT.round_cost - DEFAULT.no_deal_penalty
     assert episode_return(state) == pytest.approx(expected)
-    assert episode_return(state, deal_possible=False) == pytest.approx(-2 * DEFAULT.round_cost)
+    # The seller's last ask (99) was within the limit; it makes no difference to the penalty.
+    state = opened(limit=100.0, ask=120.0)
+    state = seller(buyer(state, Action.counter(60.0)), Action.counter(110.0))
+    state = buyer(state, Action.walk_away())
+    assert not state.deal_was_available
+    assert episode_return(state) == pytest.approx(expected)

@@ -247,8 +247,12 @@ def test_exploring_logging_draws_moves_with_their_logged_propensities() -> None:
             snapshot.q_values(e.observations), e.action_masks, exploration
         )
         assert np.allclose(e.propensities, probabilities[np.arange(len(e)), e.moves])
-    # HOLD is greedy: 0.5 + 0.5 / (legal moves) at the first step, where accepting is legal or not.
-    expected = np.mean([0.5 + 0.5 / e.action_masks[0].sum() for e in logs])
+    # HOLD is greedy: 0.5 + 0.5 / (legal moves) at the first step, where accepting is legal or not;
+    # never where HOLD itself is not legal (its price, the opening anchor, above the limit).
+    expected = np.mean(
+        [0.5 + 0.5 / e.action_masks[0].sum() if e.action_masks[0][HOLD] else 0.0 for e in logs]
+    )
+    assert not all(e.action_masks[0][HOLD] for e in logs)
     assert np.mean(first == HOLD) == pytest.approx(expected, abs=0.04)
     with pytest.raises(ValueError, match="seeded random generator"):
         play_logged(suite[:1], snapshot, exploration)

@@ -75,7 +75,11 @@ def test_an_alarm_on_a_drop_in_deal_rate(pool: list[ArmOutcome]) -> None:
     alarm = check(current, pool[:1000], CONFIG)
     assert alarm is not None
     assert alarm.figure == "deal_rate"
-    assert alarm.current < alarm.baseline - 0.2
+    # Every other deal of the window lost: its deal rate halves (from ~45% to ~25% here).
+    assert alarm.current == pytest.approx(np.mean([o.deal for o in current]))
+    assert alarm.baseline == pytest.approx(np.mean([o.deal for o in pool[:1000]]))
+    assert alarm.current < 0.6 * np.mean([o.deal for o in pool[1000:1200]])
+    assert alarm.current < alarm.baseline - 0.15
     assert alarm.reason.startswith("Deal rate fell to")
     assert f"{alarm.current:.1%}" in alarm.reason and f"{alarm.baseline:.1%}" in alarm.reason
     assert "Fisher" in alarm.reason and "p = " in alarm.reason

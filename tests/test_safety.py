@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from conftest import fixed_preferences
 from haggler.api.app import create_app
 from haggler.config import Settings
-from haggler.core.features import N_MOVES, BuyerMove
+from haggler.core.features import OBSERVATION_SIZE, BuyerMove
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.safety.safe_learning import SafeLearning
 from haggler.store import experiments, versions
@@ -41,11 +42,9 @@ def sessions(external: Settings) -> Iterator[sessionmaker[Session]]:
 
 
 def fixed_policy(like: PolicySnapshot, move: BuyerMove, version: int) -> PolicySnapshot:
-    """A network whose best legal move is always `move` (then the next in BuyerMove order)."""
-    preference = np.linspace(0.0, -0.5, N_MOVES)  # (N_MOVES,) a fixed order of the others
-    preference[move] = 1.0
+    """A network whose best legal move is always `move` (then `fixed_preferences`' order)."""
     weights = tuple(np.zeros_like(w) for w in like.weights)
-    biases = (*(np.zeros_like(b) for b in like.biases[:-1]), preference.astype(np.float32))
+    biases = (*(np.zeros_like(b) for b in like.biases[:-1]), fixed_preferences(move))
     return PolicySnapshot(weights, biases, version)
 
 
@@ -192,7 +191,7 @@ def test_a_model_that_loses_its_deals_is_rolled_back_to_the_known_good_one(
         assert safety["rollbacks"] == 1
         wait_for(lambda: served_version(client) == rolled["version"])
         # The weights served again are the known good ones, bit for bit.
-        observation = np.linspace(0, 1, 17, dtype=np.float32)
+        observation = np.linspace(0, 1, OBSERVATION_SIZE, dtype=np.float32)
         served = client.app.state.runtime.service.snapshot  # type: ignore[attr-defined]
         np.testing.assert_array_equal(served.q_values(observation), champion.q_values(observation))
         metrics = client.get("/metrics").text

@@ -7,7 +7,13 @@ import pytest
 
 from conftest import played_at
 from haggler.core.catalogue import SEED_CATALOGUE
-from haggler.core.scenarios import MAX_ROUNDS_RANGE, draw_scenario, play, scenario_suite
+from haggler.core.scenarios import (
+    LIMIT_RANGE,
+    MAX_ROUNDS_RANGE,
+    draw_scenario,
+    play,
+    scenario_suite,
+)
 from haggler.core.sellers import ALL_STRATEGIES, TRAINING_STRATEGIES
 from haggler.policy.baselines import BASELINES
 
@@ -32,12 +38,23 @@ def test_a_suite_mixes_products_strategies_and_rounds() -> None:
     assert {s.terms.max_rounds for s in suite} == set(
         range(MAX_ROUNDS_RANGE[0], MAX_ROUNDS_RANGE[1] + 1)
     )
+    low, high = LIMIT_RANGE
+    shares = []
     for s in suite:
         assert s.product in SEED_CATALOGUE
         assert s.terms.list_price == s.product.list_price
-        # the purchaser's limit is around list price
-        assert 0.75 * s.product.list_price - 0.01 <= s.terms.buyer_limit
-        assert s.terms.buyer_limit <= 1.1 * s.product.list_price + 0.01
+        # the purchaser's limit: from below most sellers' floors to above list price
+        assert low * s.product.list_price - 0.01 <= s.terms.buyer_limit
+        assert s.terms.buyer_limit <= high * s.product.list_price + 0.01
+        shares.append(s.terms.buyer_limit / s.product.list_price)
+    assert min(shares) < low + 0.05 and max(shares) > high - 0.05
+
+
+def test_some_scenarios_cannot_end_in_a_deal() -> None:
+    """Limits from 45% of list price, floors up to 97%: a buyer must also learn to walk away."""
+    suite = scenario_suite(300, 0, TRAINING_STRATEGIES)
+    feasible = [s.seller().reserve <= s.terms.buyer_limit for s in suite]
+    assert 0.05 < np.mean(feasible) < 0.95
 
 
 def test_a_suite_uses_only_the_strategies_and_rounds_it_is_given() -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
 from haggler.core.catalogue import SEED_CATALOGUE, Product
+from haggler.core.features import N_MOVES, OBSERVATION_SIZE
 from haggler.core.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
 from haggler.core.transitions import LoggedDecision
 from haggler.store import base as store
@@ -141,8 +142,8 @@ def test_unknown_ids_are_not_found(session: Session) -> None:
 def _decision(round_: int, reward: float | None) -> LoggedDecision:
     return LoggedDecision(
         round=round_,
-        observation=np.full(17, 0.5 + round_, dtype=np.float32),
-        action_mask=np.ones(8, dtype=bool),
+        observation=np.full(OBSERVATION_SIZE, 0.5 + round_, dtype=np.float32),
+        action_mask=np.ones(N_MOVES, dtype=bool),
         move=3,
         propensity=0.9125,
         model_version=7,
@@ -193,7 +194,7 @@ def test_a_negotiation_comes_back_exactly_as_played(session: Session) -> None:
     assert stored.reward == pytest.approx(0.048)
     assert stored.finished_at is not None
     assert [d.propensity for d in stored.decisions] == [0.9125, 0.9125]
-    np.testing.assert_allclose(stored.decisions[1].observation, np.full(17, 2.5))
+    np.testing.assert_allclose(stored.decisions[1].observation, np.full(OBSERVATION_SIZE, 2.5))
 
 
 def test_a_stale_update_is_refused_and_changes_nothing(session: Session) -> None:

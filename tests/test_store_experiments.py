@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
+from haggler.core.features import N_MOVES, OBSERVATION_SIZE
 from haggler.core.negotiation import Action, Move, Party, Terms, apply_move, open_negotiation
 from haggler.core.transitions import LoggedDecision
 from haggler.store import base as store
@@ -43,8 +44,8 @@ def finished_negotiation(session: Session, *, accept: bool, version: int = 1) ->
     after = apply_move(state, Party.BUYER, Action(Move.ACCEPT if accept else Move.WALK_AWAY))
     decision = LoggedDecision(
         round=1,
-        observation=np.zeros(17, dtype=np.float32),
-        action_mask=np.ones(8, dtype=bool),
+        observation=np.zeros(OBSERVATION_SIZE, dtype=np.float32),
+        action_mask=np.ones(N_MOVES, dtype=bool),
         move=0 if accept else 1,
         propensity=0.75,
         model_version=version,
@@ -149,7 +150,8 @@ def test_logged_episodes_carry_each_decision_with_its_propensity_and_reward(
     assert first.moves.tolist() == [0] and second.moves.tolist() == [1]
     assert first.propensities.tolist() == [0.75]
     assert (first.rewards.tolist(), second.rewards.tolist()) == ([0.3], [-0.5])
-    assert first.observations.shape == (1, 17) and first.action_masks.shape == (1, 8)
+    assert first.observations.shape == (1, OBSERVATION_SIZE)
+    assert first.action_masks.shape == (1, N_MOVES)
     [newest] = experiments.logged_episodes(session=session, limit=1)
     assert newest.moves.tolist() == [1]
 

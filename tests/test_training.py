@@ -7,15 +7,24 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from haggler.config import DQNConfig
+from haggler.core.features import OBSERVATION_SIZE
 from haggler.core.scenarios import EVALUATION_STREAM, TRAINING_STREAM, scenario_rng
 from haggler.core.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.pretraining import PretrainConfig, PretrainProgress, pretrain
+from haggler.learning.pretraining import (
+    STARTER_ENV_STEPS,
+    PretrainConfig,
+    PretrainProgress,
+    pretrain,
+)
 
 TINY = PretrainConfig(seconds=None, env_steps=3000, n_envs=8, learning_starts=500)
-OBSERVATIONS = np.linspace(0.0, 1.0, 17 * 4, dtype=np.float32).reshape(4, 17)
+OBSERVATIONS = np.linspace(0.0, 1.0, OBSERVATION_SIZE * 4, dtype=np.float32).reshape(
+    4, OBSERVATION_SIZE
+)
 
 
 @pytest.fixture
@@ -59,11 +68,27 @@ def test_no_gradient_step_before_learning_starts(small_config: DQNConfig) -> Non
 
 
 def test_pretraining_is_reproducible_with_the_same_seeds(small_config: DQNConfig) -> None:
+    """The same seed and budget in steps give the same weights, bit for bit, on any machine."""
     config = dataclasses.replace(TINY, env_steps=1200)
     first, second = BuyerAgent(small_config), BuyerAgent(small_config)
-    pretrain(first, config)
-    pretrain(second, config)
+    first_progress = pretrain(first, config)
+    second_progress = pretrain(second, config)
+    assert first_progress.env_steps == second_progress.env_steps == 1200
+    assert first_progress.gradient_steps == second_progress.gradient_steps > 0
+    weights, again = first.q_network.state_dict(), second.q_network.state_dict()
+    assert weights.keys() == again.keys()
+    for name, tensor in weights.items():
+        assert torch.equal(tensor, again[name]), name
     np.testing.assert_array_equal(first.q_values(OBSERVATIONS), second.q_values(OBSERVATIONS))
+    # Another scenario seed trains other weights: the seed is what makes the run repeatable.
+    other = BuyerAgent(small_config)
+    pretrain(other, dataclasses.replace(config, seed=1))
+    assert not all(torch.equal(t, other.q_network.state_dict()[n]) for n, t in weights.items())
+
+
+def test_the_default_budget_is_the_starter_models_in_steps_not_seconds() -> None:
+    assert PretrainConfig().env_steps == STARTER_ENV_STEPS == 400_000
+    assert PretrainConfig().seconds is None
 
 
 def test_a_wall_clock_budget_stops_training(small_config: DQNConfig) -> None:

@@ -145,8 +145,28 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `haggler serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `haggler serve` listens on.")
-    starter_train_seconds: float = Field(
-        170.0, gt=0, description="Time budget for the starter model trained when none exists."
+    replay_anchor_share: float = Field(
+        0.25,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Share of every online minibatch drawn from simulated experience against the "
+            "training sellers, replayed against forgetting (0: live experience only)."
+        ),
+    )
+    replay_anchor_negotiations: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Simulated negotiations the learner plays at start for that experience.",
+    )
+    promotion_warmup: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Negotiations learned from before any learned version serves: until then the "
+            "starting model serves while the learner trains (a promotion warm-up)."
+        ),
     )
 
 

@@ -32,11 +32,12 @@ from typing import Any, Literal
 import numpy as np
 
 from haggler.config import DQNConfig, Settings
+from haggler.core.features import OBSERVATION_NAMES
 from haggler.core.play import open_with
 from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, draw_scenario, scenario_rng
 from haggler.core.transitions import LoggedEpisode
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.pretraining import PretrainConfig, pretrain
+from haggler.learning.pretraining import PretrainConfig, pretrain, simulated_experience
 from haggler.policy.exploration import GREEDY, Exploration
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.safety.evaluation import Estimate, mean_ci, paired_test, proportion_ci
@@ -50,9 +51,8 @@ GATE_STREAM = 3
 """Seeds the gate: its own simulated suite and its bootstrap, apart from the measurement sets."""
 EXPLORATION_STREAM = 4
 
-PRETRAIN = PretrainConfig(seconds=None, gradient_steps_per_batch=2)
-"""Pretraining in `pretrained_model` (the benchmarks'): two gradient steps per batch of environment
-steps, since on this machine an environment step costs more than its share of an update."""
+PRETRAIN = PretrainConfig()
+"""Pretraining in `pretrained_model` (the benchmarks'): the starter model's recipe."""
 
 SAFE_EXPLORATION = Exploration("safe", 0.1)
 
@@ -84,6 +84,12 @@ class OnlineConfig:
     """Most recent logged negotiations the gate reads."""
     gate: GateConfig | None = None
     """The gate's thresholds and simulated suite (`promotion.GateConfig()` when None)."""
+    warmup: int = 0
+    """Negotiations learned from before a learned version may serve (PROMOTION_WARMUP)."""
+    anchor_share: float = 0.0
+    """Share of each minibatch replayed from simulated experience (REPLAY_ANCHOR_SHARE)."""
+    anchor_negotiations: int = 1000
+    """Simulated negotiations of that experience (REPLAY_ANCHOR_NEGOTIATIONS)."""
 
 
 def online_config(mode: str, **overrides: Any) -> OnlineConfig:
@@ -108,6 +114,9 @@ class OnlineStream:
         self.config = config
         self.learner = BuyerAgent.from_file(start) if isinstance(start, Path) else start
         self.learner.set_learning_rate(config.learning_rate)
+        if config.anchor_share > 0:
+            experience = simulated_experience(self.learner, config.anchor_negotiations, seed=seed)
+            self.learner.anchor(experience, config.anchor_share)
         self.start = self.learner.snapshot
         self.champion = self.learner.snapshot
         """The snapshot that serves."""
@@ -135,7 +144,9 @@ class OnlineStream:
         self.learner.add_transitions(transitions)
         self.learner.train_steps(min(len(transitions.move), self.config.train_steps))
         self.negotiations += 1
-        if self.config.promotion == "immediate":
+        if self.negotiations < self.config.warmup:
+            pass  # learning, but nothing learned serves yet
+        elif self.config.promotion == "immediate":
             self._promote(self.learner.snapshot)
         elif self.negotiations % self.config.save_interval == 0:
             self.judge(self.learner.snapshot)
@@ -268,7 +279,10 @@ def pretrained_model(
         strategies=tuple(strategies),
         seed=seed,
     )
-    key = json.dumps([dataclasses.asdict(dqn), dataclasses.asdict(config)], sort_keys=True)
+    # The observation layout is in the key: a model of another layout cannot be read back.
+    key = json.dumps(
+        [dataclasses.asdict(dqn), dataclasses.asdict(config), OBSERVATION_NAMES], sort_keys=True
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     path = cache_dir / f"{name}_s{seed}_{env_steps}_{digest}.pth"
     if train and not path.exists():
@@ -329,6 +343,9 @@ class StreamRun:
     frozen_live: np.ndarray  # (N,) the frozen model's, greedy, on the same negotiations
     start: Measured
     final: Measured
+    start_snapshot: PolicySnapshot
+    final_snapshot: PolicySnapshot
+    """The model that served at the end of the stream."""
     rejection_reasons: dict[str, int]
     seconds: float
     gate_seconds: float
@@ -409,6 +426,8 @@ def run_stream(
         frozen_live=frozen_live,
         start=start,
         final=measured[online.champion.version],
+        start_snapshot=online.start,
+        final_snapshot=online.champion,
         rejection_reasons=dict(online.rejection_reasons),
         seconds=time.perf_counter() - started,
         gate_seconds=online.gate_seconds,

@@ -11,7 +11,8 @@ import sys
 import click
 
 from haggler.cli.benchmarks import bench_latency, bench_service
-from haggler.cli.model import evaluate, negotiate, train
+from haggler.cli.generalisation import bench_generalisation
+from haggler.cli.model import evaluate, negotiate, starter_model, train
 from haggler.cli.operations import ab_test, checkpoints, evaluate_candidate
 from haggler.cli.safety_benchmarks import bench_ab, bench_ope, bench_rollback, bench_safety
 from haggler.cli.service import learn, serve
@@ -25,12 +26,14 @@ def cli() -> None:
 
 for command in (
     train,
+    starter_model,
     evaluate,
     negotiate,
     serve,
     learn,
     bench_service,
     bench_latency,
+    bench_generalisation,
     bench_ope,
     bench_ab,
     bench_rollback,

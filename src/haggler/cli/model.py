@@ -20,18 +20,22 @@ if TYPE_CHECKING:  # heavy imports (torch) happen inside the commands that need 
 STRATEGY = click.Choice(ALL_STRATEGIES)
 
 
+STARTER_MODEL = "starter_model.pth"
+"""The starter model shipped in `haggler.data`: `haggler train --seed 0` with the defaults."""
+
+
 @click.command()
-@click.option(
-    "--seconds",
-    type=click.FloatRange(min=1),
-    default=None,
-    help="Wall-clock budget [default: STARTER_TRAIN_SECONDS, 170].",
-)
 @click.option(
     "--env-steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Budget in buyer moves (stops at whichever budget comes first).",
+    help="Budget in buyer moves [default: the starter model's, 400,000].",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Also stop after this many seconds (then the model depends on the machine's speed).",
 )
 @click.option(
     "--seed",
@@ -59,7 +63,8 @@ def train(
 ) -> None:
     """Pretrain the agent against the simulated sellers and write the model file.
 
-    The seller strategies listed as held out are never used in training.
+    The same seed and budget give the same model. The seller family held out of evaluation
+    (deadline sellers) is never used in training.
     """
     settings = load_settings()
     path = model_path or settings.model_path
@@ -71,12 +76,16 @@ def train(
     from tqdm import tqdm
 
     from haggler.learning.dqn import BuyerAgent
-    from haggler.learning.pretraining import PretrainConfig, PretrainProgress, budget_used, pretrain
+    from haggler.learning.pretraining import (
+        STARTER_ENV_STEPS,
+        PretrainConfig,
+        PretrainProgress,
+        budget_used,
+        pretrain,
+    )
 
-    torch.set_num_threads(1)
-    if seconds is None and env_steps is None:
-        seconds = settings.starter_train_seconds
-    config = PretrainConfig(seconds=seconds, env_steps=env_steps, seed=seed)
+    torch.set_num_threads(1)  # one thread: the same result on every machine, and no slower
+    config = PretrainConfig(seconds=seconds, env_steps=env_steps or STARTER_ENV_STEPS, seed=seed)
     agent = BuyerAgent(DQNConfig(seed=seed))
     total = 1000
     bar = tqdm(
@@ -115,6 +124,34 @@ def train(
     )
 
 
+@click.command("starter-model")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to put it [default: MODEL_PATH, models/buyer_agent.pth].",
+)
+@click.option("--if-missing", is_flag=True, help="Do nothing if the model file already exists.")
+def starter_model(model_path: Path | None, if_missing: bool) -> None:
+    """Install the starter model shipped with haggler as the model file.
+
+    It is `haggler train --seed 0` with the default budget (`make starter-model` reproduces it),
+    so that a fresh install serves at once instead of training for minutes first.
+    """
+    from importlib.resources import files
+
+    from haggler.files import atomic_write
+
+    path = model_path or load_settings().model_path
+    if if_missing and path.exists():
+        click.echo(f"Model {path} exists; keeping it (remove it or drop --if-missing).")
+        return
+    check_writable(path)
+    atomic_write(path, files("haggler.data").joinpath(STARTER_MODEL).read_bytes())
+    click.echo(f"Installed the starter model as {path}")
+
+
 @click.command()
 @click.option(
     "--model",
@@ -148,7 +185,7 @@ def train(
     "--max-rounds",
     type=click.IntRange(1, 100),
     default=None,
-    help="Fix the buyer's rounds [default: drawn from 6-14].",
+    help="Fix the buyer's rounds [default: drawn from 5-40].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 def evaluate(

@@ -84,9 +84,7 @@ class NegotiationEnv(gym.Env[np.ndarray, np.int64]):
             move = BuyerMove.HOLD if legal[BuyerMove.HOLD] else BuyerMove.WALK_AWAY
         state = buyer_round(self.state, to_action(self.state, move), self.seller)
         self.state = state
-        # The simulation knows whether a deal was possible: the seller's floor within the limit.
-        feasible = self.seller.reserve <= state.terms.buyer_limit
-        reward = step_reward(state, self.reward_config, deal_possible=feasible)
+        reward = step_reward(state, self.reward_config)
         return observe(state), reward, state.is_over, False, self._info(illegal=illegal)
 
     def _info(self, *, illegal: bool) -> dict[str, Any]:

@@ -268,38 +268,31 @@ class RewardConfig:
     """The buyer's reward: normalised saving on a deal, a no-deal penalty, a cost per round."""
 
     no_deal_penalty: float = 0.15
-    """Charged when no deal was reached although one was possible."""
+    """Charged for every negotiation that ends without a deal, whoever ended it."""
     round_cost: float = 0.002
     """Charged for every buyer move, so that equal prices reached sooner are worth more."""
 
 
-def step_reward(
-    state: NegotiationState,
-    config: RewardConfig = RewardConfig(),
-    deal_possible: bool | None = None,
-) -> float:
+def step_reward(state: NegotiationState, config: RewardConfig = RewardConfig()) -> float:
     """Reward for the buyer's last move, given the state after the seller's answer (if any).
 
-    Deal: the saving against the buyer's own limit, as a share of the limit. `deal_possible` says
-    whether the seller's floor was within the limit; simulations know it, against a real seller
-    it is unknown and defaults to what the buyer saw: an ask within its limit at some point.
+    THE reward: pretraining, evaluation and online learning all use it, and it reads only what the
+    service sees (prices, the limit, the outcome), never the seller's hidden floor. A deal earns
+    the saving against the buyer's own limit, as a share of the limit. Every no-deal is charged
+    the same penalty: the service cannot know whether a deal was possible, and a penalty that
+    depended on the seller's asks (charged only once an ask came within the limit) made walking
+    away from a seller still coming down free, which online learning then learned to do.
     """
     reward = -config.round_cost
-    if deal_possible is None:
-        deal_possible = state.deal_was_available
     if state.outcome is Outcome.DEAL:
         assert state.deal_price is not None
         limit = state.terms.buyer_limit
         reward += (limit - state.deal_price) / limit
-    elif state.outcome is not None and deal_possible:
+    elif state.outcome is not None:
         reward -= config.no_deal_penalty
     return max(-1.0, min(1.0, reward))
 
 
-def episode_return(
-    state: NegotiationState,
-    config: RewardConfig = RewardConfig(),
-    deal_possible: bool | None = None,
-) -> float:
+def episode_return(state: NegotiationState, config: RewardConfig = RewardConfig()) -> float:
     """Sum of the buyer's step rewards over a finished negotiation."""
-    return -config.round_cost * (state.buyer_moves - 1) + step_reward(state, config, deal_possible)
+    return -config.round_cost * (state.buyer_moves - 1) + step_reward(state, config)

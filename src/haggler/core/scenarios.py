@@ -16,8 +16,12 @@ from haggler.core.negotiation import (
 from haggler.core.play import Buyer
 from haggler.core.sellers import SimulatedSeller, make_seller
 
-MAX_ROUNDS_RANGE = (6, 14)
-"""Purchasers give the agent between 6 and 14 rounds; 10 is the service's default."""
+MAX_ROUNDS_RANGE = (5, 40)
+"""Purchasers give the agent between 5 and 40 rounds; 10 is the service's default."""
+
+LIMIT_RANGE = (0.45, 1.2)
+"""The buyer's limit as a share of list price: from below most sellers' floors (40-97% of list)
+to above list price, so that some negotiations cannot end in a deal at all."""
 
 
 TRAINING_STREAM = 0
@@ -49,10 +53,10 @@ def draw_scenario(
     catalogue: Sequence[Product] = SEED_CATALOGUE,
     max_rounds: int | None = None,
 ) -> Scenario:
-    """Draw a product, a buyer limit around list price, the rounds and a seller strategy."""
+    """Draw a product, a buyer limit, the rounds and a seller strategy."""
     product = catalogue[int(rng.integers(len(catalogue)))]
     list_price = product.list_price
-    limit = round(list_price * float(rng.uniform(0.75, 1.1)), 2)
+    limit = round(list_price * float(rng.uniform(*LIMIT_RANGE)), 2)
     rounds = max_rounds or int(rng.integers(MAX_ROUNDS_RANGE[0], MAX_ROUNDS_RANGE[1] + 1))
     strategy = strategies[int(rng.integers(len(strategies)))]
     return Scenario(

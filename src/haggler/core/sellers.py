@@ -3,6 +3,12 @@
 Every seller answers the buyer's counter-offer with the same rule (accept when the offer reaches
 both its reserve and the ask it was about to make, "AC_next"); strategies differ in the ask they
 plan next and in when they lose patience. No seller ever sells below its reserve.
+
+Strategies come in families (`FAMILIES`): time-dependent, behaviour-dependent (tit-for-tat in its
+variants), deadline-driven, hard-liners, irregular, touchy (walk away from insults) and switching
+(change behaviour during the negotiation). Quality is judged on whole families held out of
+training (`bench-generalisation` leaves each out in turn), not on parameter ranges of a family the
+agent has seen.
 """
 
 from __future__ import annotations
@@ -99,13 +105,16 @@ class ReciprocalSeller(SimulatedSeller):
 
     `mode` "absolute": the same amount times `factor` (tit-for-tat when factor is 1);
     "relative": the same percentage of its ask as the buyer raised its offer, times `factor`;
-    "steps": a fixed `step` whenever the buyer concedes anything at all.
+    "steps": a fixed `step` whenever the buyer concedes anything at all;
+    "averaged": `factor` times the buyer's mean raise over its last `window` moves (Faratin et
+    al.'s averaged tit-for-tat).
     The buyer's first offer is answered with a small goodwill concession of `step`.
     """
 
     mode: str = "absolute"
     factor: float = 1.0
     step: float = 0.0
+    window: int = 2
 
     def next_ask(self, state: NegotiationState, reply: int) -> float:
         ask = state.last_ask
@@ -115,6 +124,9 @@ class ReciprocalSeller(SimulatedSeller):
         bids = state.bids
         if len(bids) < 2:
             return self.step
+        if self.mode == "averaged":
+            recent = bids[-(self.window + 1) :]
+            return max(0.0, self.factor * (recent[-1] - recent[0]) / (len(recent) - 1))
         raised = bids[-1] - bids[-2]
         if raised <= 0:
             return 0.0
@@ -178,6 +190,54 @@ class TakeItOrLeaveItSeller(SimulatedSeller):
         return self.opening
 
 
+@dataclass
+class LastMinuteSeller(SimulatedSeller):
+    """Holds its opening ask until late, then concedes to its reserve by its deadline.
+
+    The buyer does not know the seller's deadline: patience pays only if it lasts long enough.
+    """
+
+    hold_share: float = 0.7
+    """Share of its deadline during which the seller does not move at all."""
+
+    def next_ask(self, state: NegotiationState, reply: int) -> float:
+        start = self.hold_share * self.deadline
+        if reply <= start:
+            return self.opening
+        progress = min(1.0, (reply - start) / max(1e-9, self.deadline - start))
+        return self.reserve + (self.opening - self.reserve) * (1.0 - progress)
+
+
+@dataclass
+class IrregularSeller(SimulatedSeller):
+    """Heads for its reserve by its deadline, but in irregular steps: it stalls at random,
+    otherwise closes a random share of the way to its time-dependent target."""
+
+    beta: float = 1.0
+    stall_probability: float = 0.3
+
+    def next_ask(self, state: NegotiationState, reply: int) -> float:
+        if self.rng.random() < self.stall_probability:
+            return state.last_ask
+        target = self.time_based_ask(reply, self.beta)
+        return state.last_ask - float(self.rng.uniform(0.2, 1.6)) * (state.last_ask - target)
+
+
+@dataclass
+class SwitchingSeller(ReciprocalSeller):
+    """Changes behaviour at reply `switch_at`: time-dependent then tit-for-tat, or the reverse."""
+
+    beta: float = 1.0
+    switch_at: int = 3
+    reciprocal_first: bool = False
+
+    def next_ask(self, state: NegotiationState, reply: int) -> float:
+        reciprocal_now = (reply < self.switch_at) == self.reciprocal_first
+        if reciprocal_now:
+            return super().next_ask(state, reply)
+        return min(state.last_ask, self.time_based_ask(reply, self.beta))
+
+
 SellerFactory = Callable[[float, np.random.Generator], SimulatedSeller]
 
 
@@ -185,58 +245,54 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(low, high))
 
 
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
 def _common(list_price: float, rng: np.random.Generator) -> dict[str, object]:
     """Reserve, opening ask and deadline shared by all strategies."""
-    # Reserves from well below list (clearance) to close to it (scarce goods).
-    reserve = math.ceil(list_price * _uniform(rng, 0.5, 0.97) * 100) / 100  # whole cents
-    opening = max(list_price * _uniform(rng, 1.0, 1.3), reserve * 1.1)
+    # Reserves from deep clearance (40% of list) to scarce goods (97%); openings from list price
+    # to half as much again; the seller's own deadline, unknown to the buyer, from 4 to 40 replies
+    # (purchasers give the agent 5 to 40 rounds).
+    reserve = math.ceil(list_price * _uniform(rng, 0.4, 0.97) * 100) / 100  # whole cents
+    opening = max(list_price * _uniform(rng, 1.0, 1.5), reserve * 1.05)
     return {
         "list_price": list_price,
         "reserve": reserve,
         "opening": opening,
-        "deadline": int(rng.integers(6, 15)),
+        "deadline": int(rng.integers(4, 41)),
         "rng": rng,
     }
 
 
-def _boulware(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
-    return TimeBasedSeller(**_common(list_price, rng), beta=_uniform(rng, 0.15, 0.4))  # type: ignore[arg-type]
+def _time_based(
+    beta: tuple[float, float], noise: tuple[float, float] = (0.0, 0.0)
+) -> SellerFactory:
+    def make(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
+        return TimeBasedSeller(
+            **_common(list_price, rng),  # type: ignore[arg-type]
+            beta=_log_uniform(rng, *beta),
+            noise=_uniform(rng, *noise),
+        )
 
-
-def _linear(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
-    return TimeBasedSeller(**_common(list_price, rng), beta=1.0)  # type: ignore[arg-type]
-
-
-def _conceder(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
-    return TimeBasedSeller(**_common(list_price, rng), beta=_uniform(rng, 2.5, 5.0))  # type: ignore[arg-type]
-
-
-def _noisy_boulware(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
-    beta, noise = _uniform(rng, 0.15, 0.4), _uniform(rng, 0.01, 0.04)
-    return TimeBasedSeller(**_common(list_price, rng), beta=beta, noise=noise)  # type: ignore[arg-type]
-
-
-def _noisy_linear(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
-    noise = _uniform(rng, 0.01, 0.04)
-    return TimeBasedSeller(**_common(list_price, rng), beta=1.0, noise=noise)  # type: ignore[arg-type]
+    return make
 
 
 def _hardliner(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
     common = _common(list_price, rng)
     common["opening"] = float(common["reserve"]) * _uniform(rng, 1.02, 1.1)  # type: ignore[arg-type]
-    common["deadline"] = int(rng.integers(2, 7))
+    common["deadline"] = int(rng.integers(2, 12))
     return HardLinerSeller(**common)  # type: ignore[arg-type]
 
 
 def _reciprocal(mode: str, factor: tuple[float, float]) -> SellerFactory:
     def make(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
-        common = _common(list_price, rng)
-        common["deadline"] = int(rng.integers(10, 19))  # reciprocators are patient
         return ReciprocalSeller(
-            **common,  # type: ignore[arg-type]
+            **_common(list_price, rng),  # type: ignore[arg-type]
             mode=mode,
             factor=_uniform(rng, *factor),
             step=list_price * _uniform(rng, 0.01, 0.03),
+            window=int(rng.integers(2, 5)),
         )
 
     return make
@@ -253,40 +309,99 @@ def _deadline_reciprocal(list_price: float, rng: np.random.Generator) -> Simulat
     )
 
 
+def _last_minute(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
+    return LastMinuteSeller(**_common(list_price, rng), hold_share=_uniform(rng, 0.5, 0.9))  # type: ignore[arg-type]
+
+
+def _irregular(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
+    return IrregularSeller(
+        **_common(list_price, rng),  # type: ignore[arg-type]
+        beta=_log_uniform(rng, 0.3, 3.0),
+        stall_probability=_uniform(rng, 0.1, 0.5),
+    )
+
+
 def _touchy(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
     common = _common(list_price, rng)
     # A fair-price seller: opens near list price and takes a lowball as an insult.
     common["opening"] = max(list_price * _uniform(rng, 0.95, 1.08), float(common["reserve"]) * 1.05)  # type: ignore[arg-type]
     return TouchySeller(
         **common,  # type: ignore[arg-type]
-        beta=_uniform(rng, 0.5, 2.0),
+        beta=_log_uniform(rng, 0.3, 3.0),
         insult_ratio=_uniform(rng, 0.5, 0.65),
     )
 
 
+def _switching(list_price: float, rng: np.random.Generator) -> SimulatedSeller:
+    common = _common(list_price, rng)
+    return SwitchingSeller(
+        **common,  # type: ignore[arg-type]
+        mode="relative",
+        factor=_uniform(rng, 0.5, 1.2),
+        step=list_price * _uniform(rng, 0.01, 0.03),
+        beta=_log_uniform(rng, 0.2, 5.0),
+        switch_at=int(rng.integers(2, max(3, int(common["deadline"]) // 2 + 1))),  # type: ignore[call-overload]
+        reciprocal_first=bool(rng.random() < 0.5),
+    )
+
+
 SELLER_FACTORIES: dict[str, SellerFactory] = {
-    "boulware": _boulware,
-    "linear": _linear,
-    "conceder": _conceder,
-    "noisy_boulware": _noisy_boulware,
-    "noisy_linear": _noisy_linear,
-    "hardliner": _hardliner,
+    "boulware": _time_based((0.1, 0.5)),
+    "linear": _time_based((1.0, 1.0)),
+    "conceder": _time_based((2.0, 10.0)),
+    "time_dependent": _time_based((0.1, 10.0)),
     "tit_for_tat": _reciprocal("absolute", (1.0, 1.0)),
     "reciprocal_absolute": _reciprocal("absolute", (0.5, 1.0)),
     "reciprocal_relative": _reciprocal("relative", (0.6, 1.2)),
+    "reciprocal_averaged": _reciprocal("averaged", (0.6, 1.2)),
     "reciprocal_steps": _reciprocal("steps", (1.0, 1.0)),
-    "touchy": _touchy,
     "deadline_reciprocal": _deadline_reciprocal,
+    "last_minute": _last_minute,
+    "hardliner": _hardliner,
+    "noisy_boulware": _time_based((0.1, 0.5), noise=(0.01, 0.04)),
+    "noisy_linear": _time_based((1.0, 1.0), noise=(0.01, 0.04)),
+    "irregular": _irregular,
+    "touchy": _touchy,
+    "switching": _switching,
 }
 """Every simulated seller strategy by name."""
 
-HELD_OUT_STRATEGIES: tuple[str, ...] = ("deadline_reciprocal",)
-"""Never seen in training: reported apart, to show how the agent does against an unknown seller."""
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "time_dependent": ("boulware", "linear", "conceder", "time_dependent"),
+    "reciprocal": (
+        "tit_for_tat",
+        "reciprocal_absolute",
+        "reciprocal_relative",
+        "reciprocal_averaged",
+        "reciprocal_steps",
+    ),
+    "deadline": ("deadline_reciprocal", "last_minute"),
+    "hardliner": ("hardliner",),
+    "irregular": ("noisy_boulware", "noisy_linear", "irregular"),
+    "touchy": ("touchy",),
+    "switching": ("switching",),
+}
+"""Seller strategies by family; evaluation holds whole families out of training."""
+
+FAMILY_OF: dict[str, str] = {
+    strategy: family for family, strategies in FAMILIES.items() for strategy in strategies
+}
+
+HELD_OUT_FAMILY = "deadline"
+"""The family the starter model never trains on: reported apart, as an unknown kind of seller."""
+HELD_OUT_STRATEGIES: tuple[str, ...] = FAMILIES[HELD_OUT_FAMILY]
 
 TRAINING_STRATEGIES: tuple[str, ...] = tuple(
     name for name in SELLER_FACTORIES if name not in HELD_OUT_STRATEGIES
 )
 ALL_STRATEGIES: tuple[str, ...] = tuple(SELLER_FACTORIES)
+
+
+def strategies_without(family: str) -> tuple[str, ...]:
+    """Every strategy except those of `family`: the training set when `family` is held out."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown seller family {family!r}; known: {', '.join(FAMILIES)}")
+    return tuple(name for name in SELLER_FACTORIES if FAMILY_OF[name] != family)
 
 
 def _take_it_or_leave_it(list_price: float, rng: np.random.Generator) -> SimulatedSeller:

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import Settings
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.learner import LearnerConfig, OnlineLearner
+from haggler.learning.learner import LearnerConfig, OnlineLearner, anchor_experience
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
 from haggler.safety.safe_learning import SafeLearning
 from haggler.store import base as store
@@ -186,6 +186,8 @@ class StoreLearner:
             next_version = snapshot_store.highest_version(session=session) + 1
         if not queue:
             return 0
+        if enabled:
+            anchor_experience(self.agent, self.settings, seed=self.learner_id)
         self.behind = len(queue) == self.batch  # more may be waiting: step again at once
         losses = []
         for taken, negotiation in enumerate(queue, start=1):
@@ -203,7 +205,8 @@ class StoreLearner:
             else:  # every experience is kept; training resumes with it when switched on
                 self.agent.add_transitions(experiences)
         published = None
-        if losses:  # the checkpoint (if due) carries the version it is published as
+        warm = self.learner.status.negotiations >= self.settings.promotion_warmup
+        if losses and warm:  # the checkpoint (if due) carries the version it is published as
             published = dataclasses.replace(self.agent.snapshot, version=next_version)
             self.agent.serve(published)
         checkpoint = self.learner.save_if_due() if enabled else None

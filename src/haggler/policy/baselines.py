@@ -1,10 +1,13 @@
-"""Rule-based buyers to beat. Each opens at a share of min(ask, limit) and is stateless."""
+"""Rule-based buyers to beat: the textbook ones (Faratin et al. 1998's time-dependent tactics over a
+grid of concession exponents, tit-for-tat in two variants, split the difference, a deadline
+taker). Each opens at a share of min(ask, limit) and is stateless."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from haggler.core.negotiation import Action, NegotiationState
+from haggler.core.play import Buyer
 
 OPEN_SHARE = 0.7
 """Rule-based buyers open at 70% of the lower of the opening ask and their limit."""
@@ -55,6 +58,29 @@ class TitForTatBuyer:
 
 
 @dataclass(frozen=True)
+class RelativeTitForTatBuyer:
+    """Raises its offer by the same share of its offer as the seller lowered its ask."""
+
+    name: str = "relative_tit_for_tat"
+
+    def act(self, state: NegotiationState) -> Action:
+        if not state.bids:
+            return _offer_or_accept(state, _opening(state))
+        share = max(0.0, (state.asks[-2] - state.asks[-1]) / state.asks[-2])
+        return _offer_or_accept(state, state.bids[-1] * (1.0 + share))
+
+
+@dataclass(frozen=True)
+class DeadlineTakerBuyer:
+    """Holds its low opening offer and takes the last ask within its limit at its deadline."""
+
+    name: str = "deadline_taker"
+
+    def act(self, state: NegotiationState) -> Action:
+        return _offer_or_accept(state, _opening(state))
+
+
+@dataclass(frozen=True)
 class SplitTheDifferenceBuyer:
     """Offers halfway between its last offer and the seller's ask."""
 
@@ -76,12 +102,20 @@ class AcceptFirstBuyer:
         return _offer_or_accept(state, state.terms.buyer_limit)
 
 
-BASELINES = (
-    TimeBasedBuyer("boulware", beta=0.2),
-    TimeBasedBuyer("linear", beta=1.0),
-    TimeBasedBuyer("conceder", beta=3.0),
+TIME_DEPENDENT_EXPONENTS = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
+"""The grid of time-dependent buyers: Boulware (below 1) to conceder (above 1)."""
+
+_NAMED_EXPONENTS = {0.2: "boulware", 1.0: "linear", 3.0: "conceder"}
+
+BASELINES: tuple[Buyer, ...] = (
+    *(
+        TimeBasedBuyer(_NAMED_EXPONENTS.get(beta, f"time_{beta:g}"), beta=beta)
+        for beta in TIME_DEPENDENT_EXPONENTS
+    ),
     TitForTatBuyer(),
+    RelativeTitForTatBuyer(),
     SplitTheDifferenceBuyer(),
+    DeadlineTakerBuyer(),
     AcceptFirstBuyer(),
 )
-"""Every baseline buyer, by name order of the README."""
+"""Every baseline buyer."""

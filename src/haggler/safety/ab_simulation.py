@@ -25,7 +25,7 @@ def outcome_of(played: Played, reward_config: RewardConfig | None = None) -> Arm
     state = played.state
     deal = state.deal_price is not None
     return ArmOutcome(
-        reward=episode_return(state, reward_config or RewardConfig(), played.feasible),
+        reward=episode_return(state, reward_config or RewardConfig()),
         deal=deal,
         savings_pct=result(state).savings_pct if deal else None,
         surplus=played.normalised_surplus if played.feasible else None,

@@ -115,7 +115,7 @@ def summarise(
         ),
         savings_pct=mean_ci([result(p.state).savings_pct for p in deals]),
         rounds=mean_ci([p.state.buyer_moves for p in played]),
-        reward=mean_ci([episode_return(p.state, reward_config, p.feasible) for p in played]),
+        reward=mean_ci([episode_return(p.state, reward_config) for p in played]),
     )
 
 

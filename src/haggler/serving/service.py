@@ -110,8 +110,14 @@ class NegotiationService:
 
     @property
     def snapshot(self) -> PolicySnapshot:
-        """The weights serving now (an in-process learner publishes new ones as it trains)."""
-        return self.agent.snapshot if self.agent is not None else self._snapshot
+        """The weights serving now (an in-process learner publishes new ones as it trains, once
+        it has learned from PROMOTION_WARMUP negotiations)."""
+        if self.agent is None:
+            return self._snapshot
+        learner = self.learner
+        if learner is not None and learner.status.negotiations < self.settings.promotion_warmup:
+            return self._snapshot
+        return self.agent.snapshot
 
     def serve(self, snapshot: PolicySnapshot) -> None:
         """Act with `snapshot` from now on (published elsewhere: the learner, a restore)."""
@@ -123,12 +129,13 @@ class NegotiationService:
         """Turn online training on (exploring, learning) or off (greedy, frozen)."""
         if enabled and self.learner is None and self.learn_inline:
             from haggler.learning.dqn import BuyerAgent  # loads torch
-            from haggler.learning.learner import LearnerConfig, OnlineLearner
+            from haggler.learning.learner import LearnerConfig, OnlineLearner, anchor_experience
 
             if self.agent is None:  # learn on from the weights this service was given
                 self.agent = BuyerAgent.from_file(self.model_path)
                 self.agent.adopt(self._snapshot)
             self.agent.set_learning_rate(self.settings.online_learning_rate)
+            anchor_experience(self.agent, self.settings, seed=0)
             self.learner = OnlineLearner(
                 self.agent,
                 LearnerConfig.from_settings(self.settings, model_path=self.model_path),

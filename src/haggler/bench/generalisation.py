@@ -1,0 +1,515 @@
+"""`haggler bench-generalisation`: how the agent does against seller families it never trained on.
+
+For every training seed and every seller family, a model is pretrained on all the other families
+(leave one family out) and played on fresh negotiations of the family it never saw, beside every
+rule-based buyer on the very same negotiations. Reported per family and pooled over families:
+the agent, the best single rule chosen with hindsight, the time-dependent buyer whose exponent
+was best on the training families (chosen without hindsight) and the type oracle (the best rule
+per seller strategy, with hindsight), with 95% confidence intervals and paired tests per seed.
+
+Then, from the models that never saw the starter's held-out family (the starter's own recipe):
+how well a seller can read the buyer's limit off its first offers, and what a seller that
+exploits that earns; the online stream (3,000 negotiations of the held-out family with training
+on at the service's default settings: live surplus against the frozen model's, and the greedy
+model after the stream on fresh negotiations of that family and of the training families); and
+the starter recipe over more seeds, each on `haggler evaluate`'s held-out evaluation.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from haggler.bench.limit_inference import LimitInferenceConfig, limit_inference
+from haggler.bench.online_stream import OnlineConfig, StreamRun, measure, paired, suite_of
+from haggler.bench.safety.jobs import (
+    PretrainJob,
+    StreamJob,
+    map_jobs,
+    pretrain_all,
+    run_stream_job,
+)
+from haggler.config import DQNConfig, Settings
+from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, play, scenario_rng
+from haggler.core.scenarios import scenario_suite as draw_suite
+from haggler.core.sellers import FAMILIES, HELD_OUT_FAMILY, strategies_without
+from haggler.learning.dqn import BuyerAgent
+from haggler.learning.pretraining import STARTER_ENV_STEPS
+from haggler.policy.baselines import BASELINES, TimeBasedBuyer
+from haggler.policy.exploration import Exploration
+from haggler.policy.snapshot import AgentBuyer
+from haggler.safety.evaluation import (
+    Estimate,
+    evaluate,
+    evaluation_suites,
+    mean_ci,
+    proportion_ci,
+)
+
+AGENT = "agent"
+ORACLE = "type_oracle"
+CHOSEN_EXPONENT = "exponent_chosen_on_training"
+"""The time-dependent buyer whose exponent did best on the training families."""
+
+
+@dataclass(frozen=True)
+class GeneralisationConfig:
+    """What `bench-generalisation` trains, plays and streams."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Training seeds: one model per seed and left-out family."""
+    families: tuple[str, ...] = tuple(FAMILIES)
+    """The families left out in turn."""
+    env_steps: int = STARTER_ENV_STEPS
+    """Pretraining budget of every model, in environment steps (the starter's)."""
+    episodes: int = 1000
+    """Held-out negotiations per family (the same for every seed and buyer)."""
+    suite_seed: int = 1
+    """Seeds the held-out negotiations (evaluation stream: never trained on)."""
+    stream_negotiations: int = 3000
+    """Negotiations of the online stream per seed (0: no stream)."""
+    stream_family: str = HELD_OUT_FAMILY
+    """The family the stream's sellers come from; its models never saw it."""
+    measure_size: int = 1000
+    """Fresh negotiations the models before and after the stream are compared on."""
+    limit_episodes: int = 2000
+    """Negotiations the limit-inferring seller learns from and is tested on (0: none)."""
+    starter_seeds: int = 5
+    """Seeds of the starter recipe evaluated on `haggler evaluate`'s suites (0: none)."""
+    jobs: int = 2
+    """Worker processes for training and streaming."""
+    cache_dir: Path = Path("models/bench/generalisation")
+    """Pretrained models are cached here, keyed by everything that shapes them."""
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+
+
+# -- one held-out family, every buyer ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Every buyer on one family's held-out negotiations, feasible ones only (aligned arrays)."""
+
+    family: str
+    strategies: tuple[str, ...]
+    """The seller strategy of each feasible negotiation."""
+    surplus: dict[str, np.ndarray]
+    """Per buyer, normalised surplus per feasible negotiation."""
+    deals: dict[str, np.ndarray]
+    """Per buyer, whether each feasible negotiation ended in a deal."""
+
+
+def _held_out_suite(family: str, config: GeneralisationConfig) -> list[Scenario]:
+    key = int(scenario_rng(EVALUATION_STREAM, config.suite_seed).integers(2**63))
+    index = list(FAMILIES).index(family)
+    return draw_suite(config.episodes, key + 100 + index, FAMILIES[family])
+
+
+Results = tuple[np.ndarray, np.ndarray]
+"""Normalised surplus and whether a deal was reached, per feasible negotiation."""
+
+
+def _feasible(played: Sequence[Played]) -> Results:
+    feasible = [p for p in played if p.feasible]
+    surplus = np.array([p.normalised_surplus for p in feasible])
+    deals = np.array([p.state.deal_price is not None for p in feasible])
+    return surplus, deals
+
+
+def baselines_on(family: str, config: GeneralisationConfig) -> HeldOut:
+    """Every rule-based buyer on `family`'s held-out negotiations."""
+    suite = _held_out_suite(family, config)
+    surplus, deals = {}, {}
+    for buyer in BASELINES:
+        played = [play(scenario, buyer) for scenario in suite]
+        surplus[buyer.name], deals[buyer.name] = _feasible(played)
+    strategies = tuple(p.scenario.strategy for p in played if p.feasible)
+    return HeldOut(family, strategies, surplus, deals)
+
+
+def agent_on(model: Path, family: str, config: GeneralisationConfig) -> Results:
+    """The model's surplus and deals on `family`'s held-out negotiations."""
+    buyer = AgentBuyer(BuyerAgent.from_file(model).snapshot)
+    return _feasible([play(s, buyer) for s in _held_out_suite(family, config)])
+
+
+# -- the comparison -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The agent against one reference on the same feasible negotiations."""
+
+    agent: Estimate
+    reference: str
+    reference_surplus: Estimate
+    difference: Estimate
+    """Paired, agent - reference, per negotiation."""
+    p_value: float
+    agent_agreement: Estimate
+    reference_agreement: Estimate
+    n: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "agent": self.agent.as_dict(),
+            "reference": self.reference,
+            "reference_surplus": self.reference_surplus.as_dict(),
+            "difference": self.difference.as_dict(),
+            "p_value": self.p_value,
+            "agent_agreement": self.agent_agreement.as_dict(),
+            "reference_agreement": self.reference_agreement.as_dict(),
+            "n": self.n,
+        }
+
+
+def compare(agent: Results, reference: Results, name: str) -> Comparison:
+    from haggler.bench.online_stream import Measured
+
+    surplus, deals = agent
+    ref_surplus, ref_deals = reference
+    difference, p_value = paired(Measured(surplus, deals), Measured(ref_surplus, ref_deals))
+    return Comparison(
+        agent=mean_ci(surplus),
+        reference=name,
+        reference_surplus=mean_ci(ref_surplus),
+        difference=difference,
+        p_value=p_value,
+        agent_agreement=proportion_ci(int(deals.sum()), len(deals)),
+        reference_agreement=proportion_ci(int(ref_deals.sum()), len(ref_deals)),
+        n=len(surplus),
+    )
+
+
+def _oracle(held_out: HeldOut) -> Results:
+    """Per seller strategy, the best rule's results, chosen with hindsight."""
+    strategies = np.array(held_out.strategies)
+    surplus = np.zeros(len(strategies))
+    deals = np.zeros(len(strategies), dtype=bool)
+    for strategy in set(held_out.strategies):
+        rows = strategies == strategy
+        best = max(BASELINES, key=lambda b: float(held_out.surplus[b.name][rows].mean())).name
+        surplus[rows], deals[rows] = held_out.surplus[best][rows], held_out.deals[best][rows]
+    return surplus, deals
+
+
+def _chosen_exponent(family: str, held_out: dict[str, HeldOut]) -> str:
+    """The time-dependent buyer with the best mean over the families other than `family`."""
+    grid = [b.name for b in BASELINES if isinstance(b, TimeBasedBuyer)]
+    others = [h for f, h in held_out.items() if f != family]
+    return max(
+        grid, key=lambda name: statistics.fmean(float(h.surplus[name].mean()) for h in others)
+    )
+
+
+@dataclass(frozen=True)
+class FamilyReport:
+    family: str
+    seed: int
+    against: dict[str, Comparison]
+    """Against the family's best rule, the exponent chosen on training, the type oracle."""
+
+
+def _pooled(
+    held_out: dict[str, HeldOut], agents: dict[str, Results], name: str
+) -> tuple[Results, Results]:
+    """The agent and the reference `name` over every family's negotiations, concatenated."""
+    families = list(held_out)
+
+    def reference(family: str) -> Results:
+        h = held_out[family]
+        if name == ORACLE:
+            return _oracle(h)
+        if name == CHOSEN_EXPONENT:
+            chosen = _chosen_exponent(family, held_out)
+            return h.surplus[chosen], h.deals[chosen]
+        return h.surplus[name], h.deals[name]
+
+    agent = tuple(np.concatenate([agents[f][i] for f in families]) for i in (0, 1))
+    ref = tuple(np.concatenate([reference(f)[i] for f in families]) for i in (0, 1))
+    return agent, ref  # type: ignore[return-value]
+
+
+def best_rule(held_out: dict[str, HeldOut]) -> str:
+    """The single rule with the best mean over every held-out negotiation, with hindsight."""
+    return max(
+        BASELINES,
+        key=lambda b: float(np.concatenate([h.surplus[b.name] for h in held_out.values()]).mean()),
+    ).name
+
+
+# -- the whole benchmark -----------------------------------------------------------------------
+
+
+@dataclass
+class GeneralisationReport:
+    config: GeneralisationConfig
+    best_rule: str
+    families: list[FamilyReport]
+    overall: dict[int, dict[str, Comparison]]
+    """Per seed, pooled over families: against the best rule, the chosen exponent, the oracle."""
+    limit: dict[int, dict[str, Any]]
+    stream: list[dict[str, Any]]
+    starter: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seeds": list(self.config.seeds),
+            "env_steps": self.config.env_steps,
+            "episodes_per_family": self.config.episodes,
+            "best_rule": self.best_rule,
+            "families": [
+                {
+                    "family": r.family,
+                    "seed": r.seed,
+                    "against": {k: c.as_dict() for k, c in r.against.items()},
+                }
+                for r in self.families
+            ],
+            "overall": {
+                str(seed): {k: c.as_dict() for k, c in against.items()}
+                for seed, against in self.overall.items()
+            },
+            "limit_inference": {str(seed): figures for seed, figures in self.limit.items()},
+            "online_stream": self.stream,
+            "starter_seeds": self.starter,
+        }
+
+
+def _models(
+    config: GeneralisationConfig, log: Callable[[str], None]
+) -> dict[tuple[str, int], Path]:
+    """Every (left-out family, seed) model, trained in `config.jobs` processes or cached."""
+    wanted = [(family, seed) for seed in config.seeds for family in config.families]
+    if config.limit_episodes:  # the starter's recipe: its held-out family left out
+        wanted += [(HELD_OUT_FAMILY, seed) for seed in config.seeds]
+    if config.stream_negotiations:
+        wanted += [(config.stream_family, seed) for seed in config.seeds]
+    wanted += [(HELD_OUT_FAMILY, seed) for seed in range(config.starter_seeds)]
+    keys = list(dict.fromkeys(wanted))
+    jobs: list[PretrainJob] = [
+        (
+            strategies_without(family),
+            seed,
+            config.env_steps,
+            config.cache_dir,
+            config.dqn,
+            f"without_{family}",
+        )
+        for family, seed in keys
+    ]
+    log(f"Pretraining {len(jobs)} models ({config.env_steps:,} environment steps each) ...")
+    paths = pretrain_all(jobs, config.jobs)
+    return dict(zip(keys, paths, strict=True))
+
+
+def online_config(settings: Settings) -> OnlineConfig:
+    """The service's online learning at `settings` (its defaults: what a purchaser gets)."""
+    return OnlineConfig(
+        promotion=settings.promotion,
+        exploration=Exploration(
+            settings.exploration, settings.epsilon, settings.exploration_temperature
+        ),
+        train_steps=settings.train_steps,
+        learning_rate=settings.online_learning_rate,
+        save_interval=settings.gate_interval,
+        warmup=settings.promotion_warmup,
+        anchor_share=settings.replay_anchor_share,
+        anchor_negotiations=settings.replay_anchor_negotiations,
+    )
+
+
+def _stream_summary(run: StreamRun, training_before: Any, training_after: Any) -> dict[str, Any]:
+    live_minus_frozen = mean_ci(run.live - run.frozen_live)
+    first, last = run.live[:500], run.live[-500:]
+    after_vs_before, p_value = paired(run.final, run.start)
+    training_diff, training_p = paired(training_after, training_before)
+    return {
+        "seed": run.seed,
+        "negotiations": len(run.live),
+        "live": mean_ci(run.live).as_dict(),
+        "frozen_live": mean_ci(run.frozen_live).as_dict(),
+        "live_minus_frozen": live_minus_frozen.as_dict(),
+        "first_500": mean_ci(first).as_dict(),
+        "last_500": mean_ci(last).as_dict(),
+        "greedy_after_minus_before": after_vs_before.as_dict(),
+        "greedy_after_minus_before_p": p_value,
+        "training_families_after_minus_before": training_diff.as_dict(),
+        "training_families_p": training_p,
+        "training_families_before": training_before.mean,
+        "training_families_after": training_after.mean,
+        "promotions": run.points[-1].promotions if run.points else 0,
+        "seconds": round(run.seconds, 1),
+    }
+
+
+def run_generalisation(
+    config: GeneralisationConfig, log: Callable[[str], None] = print
+) -> GeneralisationReport:
+    models = _models(config, log)
+    log("Playing every rule on every family's held-out negotiations ...")
+    held_out = {family: baselines_on(family, config) for family in config.families}
+    rule = best_rule(held_out)
+    families: list[FamilyReport] = []
+    overall: dict[int, dict[str, Comparison]] = {}
+    for seed in config.seeds:
+        agents = {f: agent_on(models[(f, seed)], f, config) for f in config.families}
+        for family, h in held_out.items():
+            family_best = max(BASELINES, key=lambda b: float(h.surplus[b.name].mean())).name
+            chosen = _chosen_exponent(family, held_out)
+            families.append(
+                FamilyReport(
+                    family,
+                    seed,
+                    {
+                        "best_rule_of_family": compare(
+                            agents[family],
+                            (h.surplus[family_best], h.deals[family_best]),
+                            family_best,
+                        ),
+                        CHOSEN_EXPONENT: compare(
+                            agents[family], (h.surplus[chosen], h.deals[chosen]), chosen
+                        ),
+                        ORACLE: compare(agents[family], _oracle(h), ORACLE),
+                    },
+                )
+            )
+        overall[seed] = {
+            name: compare(*_pooled(held_out, agents, name), name)
+            for name in (rule, CHOSEN_EXPONENT, ORACLE)
+        }
+        log(f"seed {seed}: {overall[seed][rule].difference} vs {rule}")
+
+    limit: dict[int, dict[str, Any]] = {}
+    if config.limit_episodes:
+        for seed in config.seeds:
+            model = models[(HELD_OUT_FAMILY, seed)]
+            result = limit_inference(
+                AgentBuyer(BuyerAgent.from_file(model).snapshot),
+                next(b for b in BASELINES if b.name == rule),
+                LimitInferenceConfig(episodes=config.limit_episodes, seed=seed),
+            )
+            limit[seed] = result.as_dict()
+            log(f"seed {seed}: limit inference {result.as_dict()}")
+
+    stream: list[dict[str, Any]] = []
+    if config.stream_negotiations:
+        stream = _streams(config, models, log)
+
+    starter: list[dict[str, Any]] = []
+    for seed in range(config.starter_seeds):
+        buyer = AgentBuyer(BuyerAgent.from_file(models[(HELD_OUT_FAMILY, seed)]).snapshot)
+        row: dict[str, Any] = {"seed": seed}
+        for name, suite in evaluation_suites(config.episodes, config.suite_seed).items():
+            evaluation = evaluate(buyer, BASELINES, suite)
+            row[name] = {
+                "agent": evaluation.reports[AGENT].normalised_surplus.as_dict(),
+                "best_baseline": evaluation.best_baseline,
+                "best_baseline_surplus": evaluation.reports[
+                    evaluation.best_baseline
+                ].normalised_surplus.as_dict(),
+                "difference": evaluation.agent_vs_best_baseline.as_dict(),
+            }
+        starter.append(row)
+        log(f"starter seed {seed}: {row['main']['agent']} / {row['held_out']['agent']}")
+    return GeneralisationReport(config, rule, families, overall, limit, stream, starter)
+
+
+def _streams(
+    config: GeneralisationConfig, models: dict[tuple[str, int], Path], log: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    online = online_config(Settings(_env_file=None))
+    streamed = FAMILIES[config.stream_family]
+    jobs = [
+        StreamJob(
+            start_model=models[(config.stream_family, seed)],
+            stream=streamed,
+            negotiations=config.stream_negotiations,
+            held_out=streamed,
+            held_out_size=config.measure_size,
+            held_out_key=1_000 + seed,
+            config=online,
+            seed=seed,
+            measure_every=config.stream_negotiations,
+            mode="default",
+            verbose=False,
+        )
+        for seed in config.seeds
+    ]
+    log(
+        f"Streaming {config.stream_negotiations:,} negotiations per seed at the default "
+        "settings ..."
+    )
+    runs = map_jobs(run_stream_job, jobs, config.jobs)
+    training = suite_of(strategies_without(config.stream_family), config.measure_size, 2_000)
+    summaries = []
+    for run in runs:
+        before = measure(run.start_snapshot, training)
+        after = measure(run.final_snapshot, training)
+        summaries.append(_stream_summary(run, before, after))
+        log(f"stream seed {run.seed}: live - frozen {mean_ci(run.live - run.frozen_live)}")
+    return summaries
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def _cell(estimate: Estimate) -> str:
+    return f"{estimate.mean:+.3f} [{estimate.ci_low:+.3f}, {estimate.ci_high:+.3f}]"
+
+
+def format_report(report: GeneralisationReport) -> str:
+    """Plain-text tables: per family and seed, pooled per seed, then limit, stream, starter."""
+    lines = [
+        f"Leave one family out: {len(report.config.families)} families x "
+        f"{len(report.config.seeds)} seeds, {report.config.env_steps:,} environment steps per "
+        f"model, {report.config.episodes} held-out negotiations per family (feasible ones count).",
+        "",
+        f"{'held-out family':16s} {'seed':>4s} {'agent':>6s} {'agree':>6s}  "
+        f"{'family best rule':28s} {'agent - it [95% CI]':26s} {'oracle':>6s} "
+        f"{'agent - oracle':>15s}",
+    ]
+    for r in report.families:
+        best, oracle = r.against["best_rule_of_family"], r.against[ORACLE]
+        lines.append(
+            f"{r.family:16s} {r.seed:4d} {best.agent.mean:6.3f} {best.agent_agreement.mean:6.3f}  "
+            f"{best.reference[:20]:20s} {best.reference_surplus.mean:6.3f}  "
+            f"{_cell(best.difference):26s} {oracle.reference_surplus.mean:6.3f} "
+            f"{oracle.difference.mean:+15.3f}"
+        )
+    lines += [
+        "",
+        f"Pooled over the held-out families (best single rule with hindsight: {report.best_rule}):",
+    ]
+    for seed, against in report.overall.items():
+        for name, c in against.items():
+            lines.append(
+                f"  seed {seed}: agent {c.agent} agreement {c.agent_agreement.mean:.3f} | "
+                f"{name} {c.reference_surplus.mean:.3f} agreement "
+                f"{c.reference_agreement.mean:.3f} | difference {_cell(c.difference)} "
+                f"p = {c.p_value:.2g}, n = {c.n}"
+            )
+    for seed, figures in report.limit.items():
+        lines.append(f"Limit inference, seed {seed}: {figures}")
+    for s in report.stream:
+        lines.append(
+            f"Online stream seed {s['seed']} ({s['negotiations']} negotiations): live - frozen "
+            f"{_cell(Estimate(**s['live_minus_frozen']))}; first 500 {s['first_500']['mean']:.3f}, "
+            f"last 500 {s['last_500']['mean']:.3f}; greedy after - before "
+            f"{_cell(Estimate(**s['greedy_after_minus_before']))}; training families "
+            f"{s['training_families_before']:.3f} -> {s['training_families_after']:.3f}"
+        )
+    for row in report.starter:
+        lines.append(
+            f"Starter seed {row['seed']}: main {row['main']['agent']['mean']:.3f} vs "
+            f"{row['main']['best_baseline']} {row['main']['best_baseline_surplus']['mean']:.3f}; "
+            f"held-out family {row['held_out']['agent']['mean']:.3f} vs "
+            f"{row['held_out']['best_baseline']} "
+            f"{row['held_out']['best_baseline_surplus']['mean']:.3f}"
+        )
+    return "\n".join(lines)
