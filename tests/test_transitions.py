@@ -1,5 +1,5 @@
-"""One transitions builder: pretraining's steps and the service's logged negotiations give the
-same rows, with one convention for the end."""
+"""One transitions builder and one reward: pretraining's steps and the service's logged
+negotiations give the same rows, rewards included, with one convention for the end."""
 
 from __future__ import annotations
 
@@ -24,7 +24,10 @@ def test_pretraining_steps_and_a_logged_negotiation_build_the_same_transitions(
     agent = BuyerAgent(tiny_config)
     path = agent.save_model(tmp_path / "model.pth")
     service = NegotiationService(path, settings=Settings(_env_file=None), snapshot=agent.snapshot)
-    for scenario in scenario_suite(20, seed=3, strategies=TRAINING_STRATEGIES):
+    suite = scenario_suite(40, seed=3, strategies=TRAINING_STRATEGIES)
+    outcomes = set()
+    feasibility = set()
+    for scenario in suite:
         seller = scenario.seller()
         final, decisions = service.play(open_with(scenario.terms, seller), seller)
         logged = LoggedEpisode.of(decisions).transitions()
@@ -50,7 +53,17 @@ def test_pretraining_steps_and_a_logged_negotiation_build_the_same_transitions(
         stepped = [np.concatenate(parts) for parts in zip(*rows, strict=True)]
         assert observation.shape == (OBSERVATION_SIZE,)
         assert env.state == final
-        for name in ("observation", "action_mask", "move", "next_observation", "terminated"):
+        outcomes.add(final.outcome)
+        feasibility.add(scenario.seller().reserve <= scenario.terms.buyer_limit)
+        # The reward too: one function of what the service sees, in simulation and in service.
+        for name in (
+            "observation",
+            "action_mask",
+            "move",
+            "reward",
+            "next_observation",
+            "terminated",
+        ):
             np.testing.assert_array_equal(
                 getattr(logged, name), stepped[logged._fields.index(name)], err_msg=name
             )
@@ -59,3 +72,5 @@ def test_pretraining_steps_and_a_logged_negotiation_build_the_same_transitions(
         assert logged.terminated[-1] and not logged.terminated[:-1].any()
         assert not logged.next_observation[-1].any()
         assert logged.next_action_mask[-1].all() and logged.next_action_mask.shape[1] == N_MOVES
+    # Deals and no-deals, where a deal was possible and where it was not.
+    assert len(outcomes) >= 2 and feasibility == {True, False}

@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from haggler.bench.limit_inference import LimitInferenceConfig, limit_inference
-from haggler.bench.online_stream import OnlineConfig, StreamRun, measure, paired, suite_of
+from haggler.bench.online_stream import (
+    Measured,
+    OnlineConfig,
+    StreamRun,
+    measure,
+    paired,
+    suite_of,
+)
 from haggler.bench.safety.jobs import (
     PretrainJob,
     StreamJob,
@@ -169,8 +176,6 @@ class Comparison:
 
 
 def compare(agent: Results, reference: Results, name: str) -> Comparison:
-    from haggler.bench.online_stream import Measured
-
     surplus, deals = agent
     ref_surplus, ref_deals = reference
     difference, p_value = paired(Measured(surplus, deals), Measured(ref_surplus, ref_deals))
@@ -324,7 +329,9 @@ def online_config(settings: Settings) -> OnlineConfig:
     )
 
 
-def _stream_summary(run: StreamRun, training_before: Any, training_after: Any) -> dict[str, Any]:
+def _stream_summary(
+    run: StreamRun, training_before: Measured, training_after: Measured
+) -> dict[str, Any]:
     live_minus_frozen = mean_ci(run.live - run.frozen_live)
     first, last = run.live[:500], run.live[-500:]
     after_vs_before, p_value = paired(run.final, run.start)
