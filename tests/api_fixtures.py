@@ -56,6 +56,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         save_interval=2,
         train_steps=5,
         learner="thread",
+        # Every learner plays the replay anchor's simulated negotiations when it first trains:
+        # 1,000 by default (seconds each time), a few here.
+        replay_anchor_negotiations=20,
     )
 
 

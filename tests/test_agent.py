@@ -16,7 +16,7 @@ from haggler.core.features import N_MOVES, OBSERVATION_NAMES, OBSERVATION_SIZE, 
 from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import ALL_STRATEGIES
 from haggler.core.transitions import Transitions
-from haggler.learning.dqn import CHECKPOINT_FORMAT, BuyerAgent
+from haggler.learning.dqn import CHECKPOINT_FORMAT, Batch, BuyerAgent
 from haggler.policy.exploration import Exploration
 from haggler.policy.snapshot import AgentBuyer, ModelFileError, masked_greedy
 
@@ -32,7 +32,7 @@ def env_inputs(count: int = 200) -> list[tuple[np.ndarray, np.ndarray]]:
     """(observation, action mask) pairs from real negotiations, ACCEPT legal and not."""
     env = NegotiationEnv()
     rng = np.random.default_rng(0)
-    inputs = []
+    inputs: list[tuple[np.ndarray, np.ndarray]] = []
     seed = 0
     while len(inputs) < count:
         observation, info = env.reset(seed=seed)
@@ -193,6 +193,60 @@ def test_without_experience_there_is_nothing_to_train(agent: BuyerAgent) -> None
     assert np.isnan(agent.train_steps(0))
     assert agent.snapshot is snapshot
     assert agent.gradient_steps == 0
+
+
+def anchor_problem(size: int = 64) -> Transitions:
+    """Transitions told apart from `one_step_problem`'s by their observations (all 2.0)."""
+    batch = one_step_problem(size, reward=-1.0)
+    return batch._replace(observation=np.full_like(batch.observation, 2.0))
+
+
+def minibatch_observations(agent: BuyerAgent, steps: int) -> list[torch.Tensor]:
+    """Run `train_steps(steps)` and return each gradient step's minibatch observations."""
+    seen: list[torch.Tensor] = []
+    step = agent._gradient_step
+
+    def recording(batch: Batch) -> float:
+        seen.append(batch.observations.clone())
+        return float(step(batch))
+
+    agent._gradient_step = recording  # type: ignore[method-assign]
+    assert np.isfinite(agent.train_steps(steps))
+    return seen
+
+
+def test_the_anchor_is_its_share_of_every_minibatch(agent: BuyerAgent) -> None:
+    agent.add_transitions(one_step_problem())
+    agent.anchor(anchor_problem(), 0.25)
+    assert agent.anchor_buffer is not None and len(agent.anchor_buffer) == 64
+    assert agent.buffer_size == 256  # the anchor is not in the live buffer
+    minibatches = minibatch_observations(agent, 6)
+    assert len(minibatches) == 6
+    anchored = round(0.25 * agent.config.batch_size)
+    for observations in minibatches:
+        assert observations.shape[0] == agent.config.batch_size
+        from_anchor = int((observations[:, 0] == 2.0).sum())
+        assert from_anchor == anchored
+    assert agent.gradient_steps == 6
+
+
+def test_without_an_anchor_or_at_share_zero_minibatches_are_all_live(agent: BuyerAgent) -> None:
+    agent.add_transitions(one_step_problem())
+    for observations in minibatch_observations(agent, 3):
+        assert not (observations[:, 0] == 2.0).any()
+    agent.anchor(anchor_problem(), 0.0)
+    for observations in minibatch_observations(agent, 3):
+        assert observations.shape[0] == agent.config.batch_size
+        assert not (observations[:, 0] == 2.0).any()
+
+
+def test_the_anchor_alone_trains_nothing_and_a_share_of_one_is_refused(agent: BuyerAgent) -> None:
+    agent.anchor(anchor_problem(), 0.25)
+    assert np.isnan(agent.train_steps(5))  # live experience first: the anchor only steadies it
+    assert agent.gradient_steps == 0
+    for share in (1.0, -0.1):
+        with pytest.raises(ValueError, match="share"):
+            agent.anchor(anchor_problem(), share)
 
 
 def test_the_served_snapshot_changes_only_when_published(agent: BuyerAgent) -> None:

@@ -212,8 +212,8 @@ def test_moves_out_of_turn_after_the_end_or_with_the_wrong_token_are_refused(
     ],
 )
 def test_a_bad_start_is_a_4xx_and_creates_nothing(
-    client: TestClient, start_external: Any, body: dict
-) -> None:  # type: ignore[type-arg]
+    client: TestClient, start_external: Any, body: dict[str, Any]
+) -> None:
     response = client.post("/api/negotiations", json=body)
     assert 400 <= response.status_code < 500
     assert client.get("/api/negotiations").json()["total"] == 0

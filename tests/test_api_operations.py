@@ -130,7 +130,10 @@ def test_restore_refuses_paths_outside_the_folder_and_files_that_are_not_checkpo
 def test_a_restart_keeps_negotiations_in_progress_the_replay_buffer_and_the_version(
     settings: Settings,
 ) -> None:
-    settings = settings.model_copy(update={"enable_training": True, "save_interval": 1})
+    # Safe exploration never explores with walk-away or accept: with uniform (`epsilon`)
+    # exploration the buyer's first move in the external negotiation could end it at once.
+    update = {"enable_training": True, "save_interval": 1, "exploration": "safe"}
+    settings = settings.model_copy(update=update)
     with TestClient(create_app(settings)) as client:
         finished = play(client, 2)
         response = client.post(
@@ -142,6 +145,7 @@ def test_a_restart_keeps_negotiations_in_progress_the_replay_buffer_and_the_vers
             },
         ).json()
         negotiation_id = response["negotiation"]["id"]
+        assert response["negotiation"]["to_move"] == "seller", response["negotiation"]
         seller = {"Authorization": f"Bearer {response['seller_token']}"}
         wait_for(lambda: client.get("/api/training").json()["negotiations_trained"] == 2)
         newest = client.get("/api/models").json()[0]["version"]

@@ -11,7 +11,7 @@ from test_api_operations import OPERATOR, play, wait_for
 def test_the_status_names_the_modes_and_the_serving_version(client: TestClient) -> None:
     status = client.get("/api/safety").json()
     assert status["promotion"] == "immediate"
-    assert status["exploration"] == "epsilon"
+    assert status["exploration"] == "safe"  # the default: never a random accept or walk-away
     assert status["serving_version"] == 1
     assert status["running_test"] is None
     assert status["rollbacks"] == 0

@@ -11,7 +11,12 @@ from haggler.core.negotiation import Action, Move, NegotiationState, Outcome, Pa
 from haggler.core.play import Buyer
 from haggler.core.scenarios import play, scenario_suite
 from haggler.core.sellers import ALL_STRATEGIES
-from haggler.policy.baselines import BASELINES, AcceptFirstBuyer, TimeBasedBuyer
+from haggler.policy.baselines import (
+    BASELINES,
+    TIME_DEPENDENT_EXPONENTS,
+    AcceptFirstBuyer,
+    TimeBasedBuyer,
+)
 
 BY_NAME = {baseline.name: baseline for baseline in BASELINES}
 SUITE = scenario_suite(120, seed=11, strategies=ALL_STRATEGIES)
@@ -99,6 +104,46 @@ def test_time_based_baselines_concede_at_their_pace() -> None:
         assert offers == sorted(offers), "a time-based buyer never lowers its offer"
     assert boulware[0] == linear[0] == conceder[0]
     assert boulware[-1] < linear[-1] < conceder[-1] <= 100.0
+
+
+def test_the_time_dependent_buyers_cover_the_exponent_grid() -> None:
+    time_based = [b for b in BASELINES if isinstance(b, TimeBasedBuyer)]
+    assert [b.beta for b in time_based] == list(TIME_DEPENDENT_EXPONENTS)
+    assert {b.name: b.beta for b in time_based} == {
+        "boulware": 0.2,
+        "time_0.5": 0.5,
+        "linear": 1.0,
+        "time_2": 2.0,
+        "conceder": 3.0,
+        "time_5": 5.0,
+        "time_10": 10.0,
+    }
+    # The higher the exponent, the faster the buyer concedes.
+    at_half_time = [offers_over_time(buyer)[-1] for buyer in time_based]
+    assert at_half_time == sorted(at_half_time) and len(set(at_half_time)) == len(at_half_time)
+    assert {"tit_for_tat", "relative_tit_for_tat", "split_difference", "deadline_taker"} <= set(
+        BY_NAME
+    )
+
+
+def test_relative_tit_for_tat_raises_its_offer_by_the_share_the_seller_came_down() -> None:
+    buyer = BY_NAME["relative_tit_for_tat"]
+    state = apply_move(opened(limit=100.0, ask=120.0), Party.BUYER, Action.counter(60.0))
+    state = apply_move(state, Party.SELLER, Action.counter(108.0))  # 10% off its ask
+    assert buyer.act(state) == Action.counter(66.0)  # 10% onto its offer
+
+
+def test_the_deadline_taker_holds_its_opening_then_takes_the_last_ask_within_its_limit() -> None:
+    buyer = BY_NAME["deadline_taker"]
+    state = opened(limit=100.0, ask=150.0, max_rounds=3)
+    assert buyer.act(state) == Action.counter(70.0)  # 70% of min(ask, limit)
+    state = apply_move(state, Party.BUYER, Action.counter(70.0))
+    state = apply_move(state, Party.SELLER, Action.counter(99.0))
+    assert buyer.act(state) == Action.counter(70.0)  # holds while it has moves to spare
+    state = apply_move(state, Party.BUYER, Action.counter(70.0))
+    state = apply_move(state, Party.SELLER, Action.counter(98.0))
+    assert state.rounds_left == 1
+    assert buyer.act(state) == Action.accept()
 
 
 def test_split_the_difference_offers_halfway() -> None:

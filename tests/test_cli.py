@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -17,8 +19,11 @@ from click.testing import CliRunner, Result
 from haggler.cli.main import cli, main
 from haggler.config import Settings
 from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.features import N_MOVES, OBSERVATION_SIZE
 from haggler.core.sellers import HELD_OUT_STRATEGIES, TRAINING_STRATEGIES
+from haggler.learning import pretraining
 from haggler.learning.dqn import BuyerAgent
+from haggler.learning.pretraining import STARTER_ENV_STEPS, PretrainConfig, PretrainProgress
 
 HAGGLER = Path(sys.executable).with_name("haggler")
 SETTING_NAMES = [name.upper() for name in Settings.model_fields]
@@ -111,6 +116,79 @@ def test_train_if_missing_keeps_an_existing_model(files: dict[str, Path]) -> Non
     assert result.exit_code == 0
     assert "not training" in result.stdout
     assert files["model"].read_bytes() == before
+
+
+def test_train_without_a_budget_trains_the_starter_models_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A budget in steps, not seconds, so the same seed gives the same model on any machine."""
+    seen: list[PretrainConfig] = []
+    real = pretraining.pretrain
+
+    def recording(
+        agent: BuyerAgent,
+        config: PretrainConfig,
+        on_progress: Callable[[PretrainProgress], None] | None = None,
+    ) -> PretrainProgress:
+        seen.append(config)  # then train for a few steps only: the test checks the budget
+        return real(agent, dataclasses.replace(config, env_steps=64), on_progress)
+
+    monkeypatch.setattr(pretraining, "pretrain", recording)
+    assert invoke("train", "--quiet", "--model", "m.pth").exit_code == 0
+    assert invoke("train", "--quiet", "--seconds", "30", "--model", "n.pth").exit_code == 0
+    default, capped = seen
+    assert (default.env_steps, default.seconds, default.seed) == (STARTER_ENV_STEPS, None, 0)
+    # --seconds is an extra cap: the step budget stays.
+    assert (capped.env_steps, capped.seconds) == (STARTER_ENV_STEPS, 30.0)
+    assert BuyerAgent.from_file("m.pth").metadata["pretrain_env_steps"] == 64
+
+
+def test_train_help_names_the_default_budget() -> None:
+    result = invoke("train", "--help")
+    assert result.exit_code == 0
+    assert f"{STARTER_ENV_STEPS:,}" in " ".join(result.output.split())
+
+
+def test_train_twice_with_the_same_seed_and_budget_writes_the_same_weights() -> None:
+    # Past learning_starts (5,000), so that gradient steps happen and are compared too.
+    args = ("train", "--quiet", "--env-steps", "5600", "--seed", "3")
+    assert invoke(*args, "--model", "a.pth").exit_code == 0
+    assert invoke(*args, "--model", "b.pth").exit_code == 0
+    first, second = BuyerAgent.from_file("a.pth"), BuyerAgent.from_file("b.pth")
+    assert first.gradient_steps == second.gradient_steps > 0
+    assert first.metadata["pretrain_seed"] == 3
+    weights, again = first.q_network.state_dict(), second.q_network.state_dict()
+    assert all(torch.equal(tensor, again[name]) for name, tensor in weights.items())
+
+
+# -- starter-model ----------------------------------------------------------------------------
+
+
+def test_starter_model_installs_the_shipped_model_ready_to_serve(isolated: Path) -> None:
+    """The shipped file is `haggler train --seed 0` with the default budget, on today's
+    observation layout (a model of an older layout could not serve at all)."""
+    result = invoke("starter-model")
+    assert result.exit_code == 0, result.output
+    installed = isolated / "models" / "buyer_agent.pth"
+    assert f"Installed the starter model as {installed.relative_to(isolated)}" in result.stdout
+    agent = BuyerAgent.from_file(installed)
+    assert agent.q_values(np.zeros((3, OBSERVATION_SIZE), dtype=np.float32)).shape == (3, N_MOVES)
+    assert agent.metadata["trained_on"] == list(TRAINING_STRATEGIES)
+    assert agent.metadata["held_out"] == list(HELD_OUT_STRATEGIES)
+    assert agent.metadata["pretrain_seed"] == 0
+    assert agent.metadata["pretrain_env_steps"] == STARTER_ENV_STEPS
+    elsewhere = isolated / "elsewhere" / "m.pth"
+    assert invoke("starter-model", "--model", str(elsewhere)).exit_code == 0
+    assert elsewhere.read_bytes() == installed.read_bytes()
+
+
+def test_starter_model_if_missing_keeps_an_existing_model(isolated: Path) -> None:
+    existing = isolated / "mine.pth"
+    existing.write_bytes(b"my own model")
+    result = invoke("starter-model", "--if-missing", "--model", str(existing))
+    assert result.exit_code == 0
+    assert "exists; keeping it" in result.stdout
+    assert existing.read_bytes() == b"my own model"
 
 
 # -- evaluate ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def workdir(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, dict[str,
     env |= {
         "DATABASE_URL": database_url,
         "ENABLE_TRAINING": "true",
+        "REPLAY_ANCHOR_NEGOTIATIONS": "20",  # the learner's simulated experience, kept brief
         "SAVE_INTERVAL": "1",
         "OPERATOR_TOKEN": "op",
     }

@@ -52,6 +52,7 @@ def test_gated_learning_judges_each_checkpoint_and_ab_tests_split_by_id(
     env |= {
         "DATABASE_URL": database_url,
         "ENABLE_TRAINING": "true",
+        "REPLAY_ANCHOR_NEGOTIATIONS": "20",  # the learner's simulated experience, kept brief
         "PROMOTION": "gated",
         "EXPLORATION": "safe",
         "SAVE_INTERVAL": "5",
@@ -107,7 +108,9 @@ def fixed_model(move: BuyerMove) -> BuyerAgent:
             if isinstance(layer, torch.nn.Linear):
                 layer.weight.zero_()
                 layer.bias.zero_()
-        agent.q_network[-1].bias.copy_(preference)
+        output = agent.q_network[-1]
+        assert isinstance(output, torch.nn.Linear)
+        output.bias.copy_(preference)
     agent.target_network.load_state_dict(agent.q_network.state_dict())
     agent.publish()
     return agent

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium
 import numpy as np
 import pytest
@@ -11,7 +13,15 @@ import haggler  # noqa: F401 - registers the environment
 from haggler.core.catalogue import SEED_CATALOGUE
 from haggler.core.env import ENV_ID, NegotiationEnv
 from haggler.core.features import N_MOVES, OBSERVATION_SIZE, BuyerMove, counter_price
-from haggler.core.negotiation import Move, Outcome, Party, RewardConfig, Terms, step_reward
+from haggler.core.negotiation import (
+    Move,
+    NegotiationState,
+    Outcome,
+    Party,
+    RewardConfig,
+    Terms,
+    step_reward,
+)
 from haggler.core.scenarios import Scenario
 
 CHAIR = SEED_CATALOGUE[0]
@@ -22,12 +32,23 @@ def scenario(limit_share: float, strategy: str = "linear", seed: int = 0) -> Sce
     return Scenario(CHAIR, terms, strategy, seed)
 
 
+def state_of(env: NegotiationEnv) -> NegotiationState:
+    assert env.state is not None, "reset the environment first"
+    return env.state
+
+
+def scenario_of(env: NegotiationEnv) -> Scenario:
+    assert env.scenario is not None, "reset the environment first"
+    return env.scenario
+
+
 def test_the_environment_is_registered_when_haggler_is_imported() -> None:
     env = gymnasium.make(ENV_ID)
     try:
         assert ENV_ID == "haggler/Negotiation-v0"
         assert isinstance(env.unwrapped, NegotiationEnv)
         assert env.observation_space.shape == (OBSERVATION_SIZE,)
+        assert isinstance(env.action_space, gymnasium.spaces.Discrete)
         assert env.action_space.n == N_MOVES
         observation, info = env.reset(seed=1)
         assert observation.shape == (OBSERVATION_SIZE,)
@@ -42,7 +63,9 @@ def test_make_passes_options_to_the_environment() -> None:
         for seed in range(5):
             _, info = env.reset(seed=seed)
             assert info["strategy"] == "hardliner"
-            assert env.unwrapped.scenario.terms.max_rounds == 3
+            unwrapped = env.unwrapped
+            assert isinstance(unwrapped, NegotiationEnv)
+            assert scenario_of(unwrapped).terms.max_rounds == 3
     finally:
         env.close()
 
@@ -72,12 +95,12 @@ def test_different_seeds_give_different_negotiations() -> None:
     scenarios = []
     for seed in range(20):
         env.reset(seed=seed)
-        scenarios.append(env.scenario)
+        scenarios.append(scenario_of(env))
     assert len({s.strategy for s in scenarios}) > 3
     assert len({s.terms for s in scenarios}) == 20
 
 
-def rollout(env: NegotiationEnv, seed: int, actions: list[int]) -> list[tuple[object, ...]]:
+def rollout(env: NegotiationEnv, seed: int, actions: Sequence[int]) -> list[tuple[object, ...]]:
     observation, _ = env.reset(seed=seed)
     trajectory: list[tuple[object, ...]] = [tuple(observation)]
     for action in actions:
@@ -100,20 +123,20 @@ def test_an_illegal_move_is_played_as_hold_and_flagged() -> None:
     _, info = env.reset(options={"scenario": above_limit})
     twin.reset(options={"scenario": above_limit})
     assert not info["action_mask"][BuyerMove.ACCEPT]
-    hold_price = counter_price(env.state, BuyerMove.HOLD)
+    hold_price = counter_price(state_of(env), BuyerMove.HOLD)
 
     observation, reward, terminated, _, info = env.step(BuyerMove.ACCEPT)
     twin_observation, twin_reward, twin_terminated, _, twin_info = twin.step(BuyerMove.HOLD)
 
     assert info["illegal_move"] is True
     assert twin_info["illegal_move"] is False
-    buyer_turn = env.state.transcript[1]
+    buyer_turn = state_of(env).transcript[1]
     assert (buyer_turn.party, buyer_turn.move, buyer_turn.price) == (
         Party.BUYER,
         Move.COUNTER,
         hold_price,
     )
-    assert env.state.outcome is not Outcome.DEAL
+    assert state_of(env).outcome is not Outcome.DEAL
     np.testing.assert_array_equal(observation, twin_observation)
     assert (reward, terminated) == (twin_reward, twin_terminated)
 
@@ -124,14 +147,14 @@ def test_a_legal_move_is_not_flagged() -> None:
     _, _, terminated, _, info = env.step(BuyerMove.ACCEPT)
     assert info["illegal_move"] is False
     assert terminated
-    assert env.state.outcome is Outcome.DEAL
+    assert state_of(env).outcome is Outcome.DEAL
 
 
 def test_accepting_at_once_earns_the_saving_against_the_limit() -> None:
     config = RewardConfig(no_deal_penalty=0.2, round_cost=0.01)
     env = NegotiationEnv(reward_config=config)
     env.reset(options={"scenario": scenario(limit_share=1.5)})
-    ask, limit = env.state.last_ask, env.state.terms.buyer_limit
+    ask, limit = state_of(env).last_ask, state_of(env).terms.buyer_limit
     _, reward, terminated, truncated, _ = env.step(BuyerMove.ACCEPT)
     assert (terminated, truncated) == (True, False)
     assert reward == pytest.approx((limit - ask) / limit - 0.01)
@@ -142,12 +165,12 @@ def test_walking_away_is_penalised_whether_or_not_the_sellers_floor_was_within_t
     config = RewardConfig(no_deal_penalty=0.2, round_cost=0.01)
     env = NegotiationEnv(reward_config=config)
     _, info = env.reset(options={"scenario": scenario(limit_share=1.0)})
-    assert info["reserve"] <= env.state.terms.buyer_limit
+    assert info["reserve"] <= state_of(env).terms.buyer_limit
     _, reward, _, _, _ = env.step(BuyerMove.WALK_AWAY)
     assert reward == pytest.approx(-0.01 - 0.2)
 
     _, info = env.reset(options={"scenario": scenario(limit_share=0.3)})
-    assert info["reserve"] > env.state.terms.buyer_limit
+    assert info["reserve"] > state_of(env).terms.buyer_limit
     _, reward, _, _, _ = env.step(BuyerMove.WALK_AWAY)
     assert reward == pytest.approx(-0.01 - 0.2)
 
@@ -166,10 +189,10 @@ def test_every_env_reward_is_the_services_step_reward_whatever_the_reserve() -> 
         while not terminated:
             move = int(rng.choice(np.flatnonzero(info["action_mask"])))
             _, reward, terminated, _, info = env.step(move)
-            assert reward == step_reward(env.state, config)
-        if env.state.outcome is not Outcome.DEAL:
+            assert reward == step_reward(state_of(env), config)
+        if state_of(env).outcome is not Outcome.DEAL:
             assert reward == pytest.approx(-0.01 - 0.2)
-            no_deals.add(info["reserve"] <= env.state.terms.buyer_limit)
+            no_deals.add(info["reserve"] <= state_of(env).terms.buyer_limit)
     assert no_deals == {True, False}  # no-deals met both with and without a deal possible
 
 
@@ -188,7 +211,7 @@ def test_every_episode_ends_within_the_buyers_rounds(policy: str) -> None:
     rng = np.random.default_rng(0)
     for seed in range(150):
         observation, info = env.reset(seed=seed)
-        rounds = env.scenario.terms.max_rounds
+        rounds = scenario_of(env).terms.max_rounds
         for _ in range(rounds):
             legal = np.flatnonzero(info["action_mask"])
             action = rng.choice(legal) if policy == "legal" else rng.integers(N_MOVES)
@@ -213,7 +236,7 @@ def test_the_environment_draws_only_its_strategies_and_rounds() -> None:
     for seed in range(30):
         _, info = env.reset(seed=seed)
         assert info["strategy"] in ("boulware", "touchy")
-        assert env.scenario.terms.max_rounds == 4
+        assert scenario_of(env).terms.max_rounds == 4
 
 
 def test_an_environment_without_strategies_is_refused() -> None:
@@ -229,6 +252,6 @@ def test_render_prints_the_transcript_and_outcome() -> None:
     text = env.render()
     assert text is not None
     lines = text.splitlines()
-    assert "seller" in lines[0] and f"{env.state.asks[0]:.2f}" in lines[0]
+    assert "seller" in lines[0] and f"{state_of(env).asks[0]:.2f}" in lines[0]
     assert "buyer" in lines[1] and "accept" in lines[1]
     assert lines[-1] == "outcome: deal"

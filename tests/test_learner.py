@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from haggler.config import DQNConfig
+from haggler.config import DQNConfig, Settings
 from haggler.core.features import N_MOVES, OBSERVATION_SIZE
 from haggler.core.transitions import Transitions
 from haggler.learning.checkpoints import list_checkpoints
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.learner import LearnerConfig, OnlineLearner
+from haggler.learning.learner import LearnerConfig, OnlineLearner, anchor_experience
 
 
 def experiences(count: int, seed: int = 0) -> Transitions:
@@ -86,7 +87,7 @@ def test_a_checkpoint_every_save_interval_negotiations(
     assert learner.wait_idle(30)
     saved = list_checkpoints(learner.config.checkpoint_dir)
     assert [info.negotiations for info in saved] == [3, 6]
-    assert learner.config.model_path.is_file()
+    assert learner.config.model_path is not None and learner.config.model_path.is_file()
     messages = [r.getMessage() for r in caplog.records]
     assert "[Training] Model saved after 3 negotiations" in messages
     assert "[Training] Model saved after 6 negotiations" in messages
@@ -125,3 +126,39 @@ def test_restore_brings_back_the_saved_weights(learner: OnlineLearner, tmp_path:
     assert not np.allclose(learner.agent.q_values(observation), before)
     learner.restore(saved)
     np.testing.assert_allclose(learner.agent.q_values(observation), before)
+
+
+ANCHOR_LINE = re.compile(
+    r"\[Training\] Replaying (\d+) simulated transitions as 25% of every batch \(\d+\.\d s\)"
+)
+
+
+def test_the_anchor_is_played_once_and_logged(
+    tiny_config: DQNConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = BuyerAgent(tiny_config)
+    settings = Settings(_env_file=None, replay_anchor_negotiations=20)
+    caplog.set_level(logging.INFO, logger="haggler.training")
+    anchor_experience(agent, settings, seed=0)
+    assert agent.anchor_buffer is not None
+    assert agent.anchor_share == settings.replay_anchor_share == 0.25
+    [line] = [r.getMessage() for r in caplog.records]
+    match = ANCHOR_LINE.fullmatch(line)
+    assert match is not None, line
+    # Every negotiation has at least one buyer move.
+    assert int(match[1]) == len(agent.anchor_buffer) >= 20
+    anchor = agent.anchor_buffer
+    anchor_experience(agent, settings, seed=1)  # an agent that already has one keeps it
+    assert agent.anchor_buffer is anchor
+    assert len(caplog.records) == 1
+
+
+def test_at_share_zero_there_is_no_anchor(
+    tiny_config: DQNConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent = BuyerAgent(tiny_config)
+    settings = Settings(_env_file=None, replay_anchor_share=0.0)
+    caplog.set_level(logging.INFO, logger="haggler.training")
+    anchor_experience(agent, settings, seed=0)
+    assert agent.anchor_buffer is None and agent.anchor_share == 0.0
+    assert caplog.records == []

@@ -54,6 +54,7 @@ def test_with_training_off_experiences_are_kept_but_no_version_is_published(
         assert learner.step() == 3
         assert learner.step() == 0  # taken in once
         assert learner.agent.buffer_size == sum(p["result"]["rounds"] for p in played)
+        assert learner.agent.anchor_buffer is None  # played only once training is on
         assert serving(sessions) == before
         assert client.get("/api/training").json()["negotiations_trained"] == 0
 
@@ -68,13 +69,18 @@ def test_with_training_on_each_step_publishes_a_version_that_serving_follows(
         first = serving(sessions)
         assert first is not None
         play(client, 2)
+        assert learner.agent.anchor_buffer is None
         assert learner.step() == 2
+        # Simulated experience, replayed as REPLAY_ANCHOR_SHARE of every minibatch from now on.
+        anchor = learner.agent.anchor_buffer
+        assert anchor is not None and len(anchor) >= external.replay_anchor_negotiations
+        assert learner.agent.anchor_share == external.replay_anchor_share == 0.25
         second = serving(sessions)
         assert second is not None and second > first
         wait_for(lambda: client.get("/api/training").json()["model_version"] == second)
         # The served weights are the learner's, bit for bit.
         observation = np.linspace(0, 1, OBSERVATION_SIZE, dtype=np.float32)
-        served = client.app.state.runtime.service.snapshot  # type: ignore[attr-defined]
+        served = client.app.state.runtime.service.snapshot
         np.testing.assert_array_equal(
             served.q_values(observation), learner.agent.snapshot.q_values(observation)
         )
@@ -142,7 +148,7 @@ def test_a_learner_that_lost_the_race_to_a_restore_publishes_nothing(
         checkpoints.restore(checkpoint, external.checkpoint_dir, sessions)
         restored = serving(sessions)
         stale = learner.version
-        learner._follow = lambda session, version: None  # type: ignore[method-assign]
+        learner._follow = lambda session, serving: None  # type: ignore[method-assign]
         assert learner.step() == 0
         assert serving(sessions) == restored and learner.version == stale
         with sessions() as session:  # the negotiation waits for the next step, not lost
@@ -211,3 +217,26 @@ def test_a_learner_process_that_dies_is_started_again(
     finally:
         process.stop()
     assert not process.alive()
+
+
+def test_a_promotion_warmup_publishes_no_version_before_enough_negotiations_were_learned(
+    external: Settings, sessions: sessionmaker[Session]
+) -> None:
+    warming = external.model_copy(update={"promotion_warmup": 3})
+    with TestClient(create_app(warming)) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        learner = StoreLearner(warming, sessions)
+        learner.start()
+        first = serving(sessions)
+        assert first is not None
+        play(client, 2)
+        assert learner.step() == 2
+        assert learner.learner.status.negotiations == 2
+        assert learner.agent.gradient_steps > 0  # it learns, but nothing it learned serves
+        assert serving(sessions) == first
+        assert {p["model_version"] for p in play(client, 1)} == {first}
+        assert learner.step() == 1
+        second = serving(sessions)
+        assert second is not None and second > first
+        wait_for(lambda: client.get("/api/training").json()["model_version"] == second)
+        assert {p["model_version"] for p in play(client, 1)} == {second}

@@ -123,3 +123,22 @@ def test_the_gate_rejects_a_poisoned_candidate_and_the_served_version_stays(
 
 def small_gate() -> GateConfig:
     return GateConfig(suite_episodes=120, resamples=200, min_effective_sample_size=5.0)
+
+
+def test_a_warmup_keeps_the_start_serving_until_enough_negotiations_were_learned(
+    start_model: Path,
+) -> None:
+    online = online_stream.OnlineStream(
+        start_model,
+        online_stream.online_config("immediate+epsilon", warmup=3, learning_rate=1e-3),
+        seed=0,
+    )
+    stream = online_stream.stream_of(TRAINING_STRATEGIES, 4, seed=0)
+    for scenario in stream[:2]:
+        online.negotiate(scenario)
+        assert online.champion is online.start and online.promotions == 0
+    assert online.learner.gradient_steps > 0  # learning all along
+    online.negotiate(stream[2])  # the third: warm, its update serves at once
+    assert online.promotions == 1 and online.champion.version > online.start.version
+    online.negotiate(stream[3])
+    assert online.promotions == 2

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from haggler.core.catalogue import SEED_CATALOGUE
+from haggler.core.features import BuyerMove, legal_moves, to_action
 from haggler.core.negotiation import (
     Action,
     Move,
@@ -22,17 +23,32 @@ from haggler.core.negotiation import (
     apply_move,
     open_negotiation,
 )
+from haggler.core.play import buyer_round
+from haggler.core.scenarios import draw_scenario
 from haggler.core.sellers import (
     ALL_STRATEGIES,
+    FAMILIES,
+    FAMILY_OF,
+    HELD_OUT_FAMILY,
     HELD_OUT_STRATEGIES,
     TRAINING_STRATEGIES,
+    LastMinuteSeller,
+    ReciprocalSeller,
     SimulatedSeller,
+    SwitchingSeller,
     TouchySeller,
     make_seller,
+    strategies_without,
 )
 
-RECIPROCAL = ("tit_for_tat", "reciprocal_absolute", "reciprocal_relative", "reciprocal_steps")
-NOISELESS_TIME_BASED = ("boulware", "linear", "conceder")
+RECIPROCAL = (
+    "tit_for_tat",
+    "reciprocal_absolute",
+    "reciprocal_relative",
+    "reciprocal_averaged",
+    "reciprocal_steps",
+)
+NOISELESS_TIME_BASED = ("boulware", "linear", "conceder", "time_dependent")
 TIME_BASED = (*NOISELESS_TIME_BASED, "noisy_boulware", "noisy_linear")
 
 
@@ -162,6 +178,92 @@ def test_held_out_strategies_are_never_trained_on() -> None:
     assert len(set(ALL_STRATEGIES)) == len(ALL_STRATEGIES)
 
 
+# -- families ---------------------------------------------------------------------------------
+
+
+def test_every_strategy_belongs_to_exactly_one_family() -> None:
+    members = [strategy for strategies in FAMILIES.values() for strategy in strategies]
+    assert sorted(members) == sorted(ALL_STRATEGIES)
+    assert {s: f for f, strategies in FAMILIES.items() for s in strategies} == FAMILY_OF
+    assert set(FAMILIES) == {
+        "time_dependent",
+        "reciprocal",
+        "deadline",
+        "hardliner",
+        "irregular",
+        "touchy",
+        "switching",
+    }
+
+
+def test_the_held_out_family_is_the_deadline_sellers() -> None:
+    assert HELD_OUT_FAMILY == "deadline"
+    assert set(HELD_OUT_STRATEGIES) == set(FAMILIES["deadline"])
+    assert set(HELD_OUT_STRATEGIES) == {"deadline_reciprocal", "last_minute"}
+    assert set(TRAINING_STRATEGIES) == set(strategies_without(HELD_OUT_FAMILY))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_leaving_a_family_out_removes_exactly_that_family(family: str) -> None:
+    kept = strategies_without(family)
+    assert set(kept) == set(ALL_STRATEGIES) - set(FAMILIES[family])
+    assert all(FAMILY_OF[strategy] != family for strategy in kept)
+    assert len(kept) == len(set(kept))
+    assert [s for s in ALL_STRATEGIES if s in kept] == list(kept)  # the catalogue's order
+
+
+def test_leaving_out_an_unknown_family_is_refused_and_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="unknown seller family 'boulware'") as error:
+        strategies_without("boulware")  # a strategy, not a family
+    for family in FAMILIES:
+        assert family in str(error.value)
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+def test_reserves_openings_and_deadlines_span_the_documented_ranges(strategy: str) -> None:
+    """Reserves from 40% to 97% of list price; openings from list price to 1.5 times it (the
+    hard-liner just above its reserve, the fair-price touchy seller near list price); deadlines
+    from 4 to 40 replies (hard-liners 2 to 11)."""
+    sellers = [seller_of(strategy, seed, list_price=100.0) for seed in range(300)]
+    reserves = [seller.reserve for seller in sellers]
+    assert 40.0 <= min(reserves) < 45.0 and 92.0 < max(reserves) <= 97.0
+    deadlines = {seller.deadline for seller in sellers}
+    if strategy == "hardliner":
+        assert deadlines == set(range(2, 12))
+        assert all(s.reserve * 1.02 <= s.opening <= s.reserve * 1.1 + 1e-9 for s in sellers)
+    else:
+        assert deadlines == set(range(4, 41))
+    if strategy not in ("hardliner", "touchy"):
+        openings = [seller.opening for seller in sellers]
+        assert 100.0 <= min(openings) < 105.0 and 145.0 < max(openings) <= 150.0
+
+
+@pytest.mark.parametrize("strategy", ALL_STRATEGIES)
+@settings(max_examples=25)
+@given(seed=st.integers(0, 2**32), moves=st.integers(0, 2**32))
+def test_a_seller_answers_the_agents_moves_legally_and_never_below_its_reserve(
+    strategy: str, seed: int, moves: int
+) -> None:
+    """Long negotiations (up to 40 rounds, the scenarios' limits from 45% to 120% of list) by
+    random legal agent moves: every reply is a legal move of the protocol (`apply_move` raises
+    on any other), and no ask or sale is below the seller's reserve."""
+    scenario = draw_scenario(np.random.default_rng(seed), [strategy])
+    seller = scenario.seller()
+    rng = np.random.default_rng(moves)
+    state = open_negotiation(scenario.terms, seller.opening_ask())
+    while not state.is_over:
+        legal = np.flatnonzero(legal_moves(state))
+        # Mostly counter-offers, so that negotiations run to the sellers' deadlines.
+        counters = [m for m in legal if m >= BuyerMove.HOLD]
+        pool = counters if counters and rng.random() < 0.95 else legal
+        state = buyer_round(state, to_action(state, int(rng.choice(pool))), seller)
+    assert state.buyer_moves <= scenario.terms.max_rounds
+    seller_asks = [t.price for t in state.transcript if t.party is Party.SELLER and t.price]
+    assert all(ask >= seller.reserve for ask in seller_asks), (seller.reserve, seller_asks)
+    if state.deal_price is not None:
+        assert state.deal_price >= seller.reserve
+
+
 # -- reciprocal sellers -----------------------------------------------------------------------
 
 
@@ -219,7 +321,9 @@ def test_a_touchy_seller_haggles_over_a_fair_offer(seed: int) -> None:
     fair = round(min(0.99, seller.insult_ratio + 0.05) * ask, 2)
     state = open_negotiation(Terms(seller.list_price, ask), ask)
     reply = seller.respond(apply_move(state, Party.BUYER, Action.counter(fair)))
-    assert reply.move is Move.ACCEPT or (reply.move is Move.COUNTER and reply.price < ask)
+    if reply.move is not Move.ACCEPT:
+        assert reply.move is Move.COUNTER
+        assert reply.price is not None and reply.price < ask
 
 
 def touchy(**kwargs: float) -> TouchySeller:
@@ -296,3 +400,99 @@ def test_boulware_holds_firm_and_conceders_give_way_early(seed: int) -> None:
     linear = conceded_at_half_time("linear")
     conceder = conceded_at_half_time("conceder")
     assert boulware < 0.25 < linear <= 0.51 < conceder
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_deadline_reciprocal_seller_gives_way_to_its_deadline_even_if_the_buyer_holds(
+    seed: int,
+) -> None:
+    seller = seller_of("deadline_reciprocal", seed)
+    low = round(0.3 * seller.list_price, 2)
+    state = play_fixed_bids(seller, [low] * 41)
+    asks = state.asks
+    assert all(a >= b for a, b in itertools.pairwise(asks)), asks
+    assert asks[seller.deadline] == cents_up(seller.reserve)
+    assert state.outcome is Outcome.SELLER_WALKED
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_last_minute_seller_holds_its_opening_then_concedes_to_its_reserve(seed: int) -> None:
+    seller = seller_of("last_minute", seed)
+    assert isinstance(seller, LastMinuteSeller)
+    low = round(0.3 * seller.list_price, 2)
+    state = play_fixed_bids(seller, [low] * 41)
+    asks = state.asks
+    held = [
+        reply
+        for reply in range(1, seller.deadline + 1)
+        if reply <= seller.hold_share * seller.deadline
+    ]
+    assert held, "it holds for at least its first reply"
+    assert all(asks[reply] == asks[0] for reply in held), asks
+    assert asks[seller.deadline] == cents_up(seller.reserve)
+    assert all(a >= b for a, b in itertools.pairwise(asks)), asks
+
+
+def test_an_averaging_reciprocal_seller_answers_the_buyers_mean_raise() -> None:
+    """Faratin et al.'s averaged tit-for-tat: a raise of 30 after a held offer is answered with
+    `factor` times 15 (the mean over its window of two moves), not 30 as tit-for-tat would."""
+
+    def asks(mode: str) -> tuple[float, ...]:
+        seller = ReciprocalSeller(
+            list_price=300.0,
+            reserve=100.0,
+            opening=300.0,
+            deadline=20,
+            rng=np.random.default_rng(0),
+            mode=mode,
+            factor=1.0,
+            step=5.0,
+            window=2,
+        )
+        return play_fixed_bids(seller, [100.0, 100.0, 130.0]).asks
+
+    averaged_asks, tit_for_tat_asks = asks("averaged"), asks("absolute")
+    assert averaged_asks[:3] == tit_for_tat_asks[:3] == (300.0, 295.0, 295.0)  # goodwill, held
+    assert averaged_asks[3] == 295.0 - 15.0
+    assert tit_for_tat_asks[3] == 295.0 - 30.0
+
+
+@pytest.mark.parametrize("reciprocal_first", [True, False])
+def test_a_switching_seller_changes_behaviour_at_its_switch(reciprocal_first: bool) -> None:
+    """Against a buyer that holds its offer, the reciprocal phase concedes nothing (after its
+    goodwill step) and the time-dependent phase heads for the reserve: the asks stay flat on
+    one side of the switch and come down on the other."""
+    seller = SwitchingSeller(
+        list_price=100.0,
+        reserve=60.0,
+        opening=130.0,
+        deadline=20,
+        rng=np.random.default_rng(0),
+        mode="relative",
+        factor=1.0,
+        step=2.0,
+        beta=1.0,
+        switch_at=8,
+        reciprocal_first=reciprocal_first,
+    )
+    asks = play_fixed_bids(seller, [30.0] * 21).asks
+    before, after = asks[1:8], asks[8:21]  # replies 1-7, then 8-20
+    assert all(a >= b for a, b in itertools.pairwise(asks)), asks
+    if reciprocal_first:
+        assert before == (128.0,) * 7  # the goodwill step, then nothing for a held offer
+        assert after[-1] == 60.0 and len(set(after)) == len(after)  # down to the reserve
+    else:
+        assert len(set(before)) == len(before)  # conceding every reply
+        assert set(after) == {before[-1]}  # then reciprocating a held offer: nothing
+
+
+def test_an_irregular_seller_stalls_at_random_and_still_respects_its_reserve() -> None:
+    stalls, moves = 0, 0
+    for seed in range(30):
+        seller = seller_of("irregular", seed)
+        state = play_fixed_bids(seller, [round(0.3 * seller.list_price, 2)] * 41)
+        for before, after in itertools.pairwise(state.asks):
+            stalls += after == before
+            moves += after != before
+        assert min(state.asks) >= seller.reserve
+    assert stalls > 0 and moves > stalls

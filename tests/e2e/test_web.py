@@ -51,6 +51,9 @@ def start_server(workdir: Path, **settings: str) -> Server:
         "DATABASE_URL": f"sqlite:///{workdir / 'haggler.db'}",
         "OPERATOR_TOKEN": OPERATOR_TOKEN,
         "ENABLE_TRAINING": "false",
+        # Once training is on, the learner first plays this many simulated negotiations (the
+        # replay anchor; 1,000 by default, seconds): a few keep the pages' waits short.
+        "REPLAY_ANCHOR_NEGOTIATIONS": "20",
         **settings,
     }
     return Server(env, workdir)
@@ -142,6 +145,18 @@ def page(open_page: OpenPage) -> Page:
     return open_page("desktop")
 
 
+REPLAY_STEP_MS = 450
+"""negotiate.js shows a finished negotiation's turns this far apart, then its result card."""
+
+
+def expect_replayed_result(page: Page) -> None:
+    """The purchaser page's result card, shown once its replay is over: the 20 turns of a
+    10-round negotiation take 9 s, longer than `expect`'s default 5 s, so the wait is the
+    page's own pace for the form's rounds plus TIMEOUT_MS."""
+    turns = 2 * int(page.input_value("#max_rounds"))
+    expect(page.locator("#result")).to_be_visible(timeout=turns * REPLAY_STEP_MS + TIMEOUT_MS)
+
+
 def shoot(page: Page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
@@ -191,7 +206,7 @@ def test_a_purchaser_negotiation_unfolds_and_reaches_its_result_card(
     # Round by round: the first moves are on the chart before the result card is shown.
     expect(page.locator("#turns li").first).to_contain_text("Seller asks")
     expect(page.locator("#turns li")).not_to_have_count(0)
-    expect(page.locator("#result")).to_be_visible()
+    expect_replayed_result(page)
     newest = api(server, "GET", "/api/negotiations?limit=1")["items"][0]
     result = newest["result"]
     assert newest["quantity"] == 12
@@ -519,7 +534,7 @@ def test_every_page_at_both_sizes(server: Server, open_page: OpenPage, size: str
     page.select_option("#strategy", "linear")
     page.fill("#seed", "3")
     page.click("#start")
-    expect(page.locator("#result")).to_be_visible()
+    expect_replayed_result(page)
     expect(page.locator("#live-title")).to_be_in_viewport()
     shoot(page, f"negotiate-result-{size}")
     open_as_seller(page, server, "330")
@@ -537,7 +552,7 @@ def test_the_purchaser_form_works_from_the_keyboard(server: Server, page: Page) 
     assert set([*controls, "start"]) <= set(reached)
     page.focus("#max_unit_price")
     page.keyboard.press("Enter")  # submits the form
-    expect(page.locator("#result")).to_be_visible()
+    expect_replayed_result(page)
 
 
 # --- live updates (no browser) ----------------------------------------------------------------

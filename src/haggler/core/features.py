@@ -61,8 +61,8 @@ OBSERVATION_SIZE = len(OBSERVATION_NAMES)
 class BuyerMove(IntEnum):
     """The agent's discrete moves. Counters concede a share of the gap to the seller's ask.
 
-    Before the first offer the gap is measured from a low anchor (half of min(ask, limit)), so the
-    same moves also open low (HOLD: at the anchor) or moderately (CONCEDE_50: three quarters).
+    Before the first offer the gap is measured from a low anchor (half of min(ask, list price)), so
+    the same moves also open low (HOLD: at the anchor) or moderately (CONCEDE_50: three quarters).
     """
 
     ACCEPT = 0

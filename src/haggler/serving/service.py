@@ -225,6 +225,8 @@ class NegotiationService:
         """Serve (and train) the checkpoint at `path` from now on; never mid-update."""
         if self.learner is not None:
             self.learner.restore(path)
+            # A restore serves at once, warm-up or not.
+            self._snapshot = self.learner.agent.snapshot
             return
         if self.agent is None:
             from haggler.learning.dqn import BuyerAgent  # loads torch
