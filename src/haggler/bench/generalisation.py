@@ -25,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from haggler.bench.limit_inference import LimitInferenceConfig, limit_inference
+from haggler.bench.limit_inference import (
+    LimitInferenceConfig,
+    LimitInferenceResult,
+    format_limit_inference,
+    limit_inference,
+)
 from haggler.bench.online_stream import (
     Measured,
     OnlineConfig,
@@ -258,7 +263,7 @@ class GeneralisationReport:
     families: list[FamilyReport]
     overall: dict[int, dict[str, Comparison]]
     """Per seed, pooled over families: against the best rule, the chosen exponent, the oracle."""
-    limit: dict[int, dict[str, Any]]
+    limit: dict[int, LimitInferenceResult]
     stream: list[dict[str, Any]]
     starter: list[dict[str, Any]]
 
@@ -280,7 +285,7 @@ class GeneralisationReport:
                 str(seed): {k: c.as_dict() for k, c in against.items()}
                 for seed, against in self.overall.items()
             },
-            "limit_inference": {str(seed): figures for seed, figures in self.limit.items()},
+            "limit_inference": {str(seed): result.as_dict() for seed, result in self.limit.items()},
             "online_stream": self.stream,
             "starter_seeds": self.starter,
         }
@@ -392,7 +397,7 @@ def run_generalisation(
         }
         log(f"seed {seed}: {overall[seed][rule].difference} vs {rule}")
 
-    limit: dict[int, dict[str, Any]] = {}
+    limit: dict[int, LimitInferenceResult] = {}
     if config.limit_episodes:
         for seed in config.seeds:
             model = models[(HELD_OUT_FAMILY, seed)]
@@ -401,8 +406,8 @@ def run_generalisation(
                 next(b for b in BASELINES if b.name == rule),
                 LimitInferenceConfig(episodes=config.limit_episodes, seed=seed),
             )
-            limit[seed] = result.as_dict()
-            log(f"seed {seed}: limit inference {result.as_dict()}")
+            limit[seed] = result
+            log(f"seed {seed}: " + format_limit_inference(result))
 
     stream: list[dict[str, Any]] = []
     if config.stream_negotiations:
@@ -501,8 +506,9 @@ def format_report(report: GeneralisationReport) -> str:
                 f"{c.reference_agreement.mean:.3f} | difference {_cell(c.difference)} "
                 f"p = {c.p_value:.2g}, n = {c.n}"
             )
-    for seed, figures in report.limit.items():
-        lines.append(f"Limit inference, seed {seed}: {figures}")
+    for seed, result in report.limit.items():
+        lines += ["", f"Starter-recipe model of seed {seed}:", format_limit_inference(result)]
+    lines.append("")
     for s in report.stream:
         lines.append(
             f"Online stream seed {s['seed']} ({s['negotiations']} negotiations): live - frozen "
