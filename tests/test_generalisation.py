@@ -108,3 +108,10 @@ def test_the_command_refuses_an_unknown_family() -> None:
     result = CliRunner().invoke(cli, ["bench-generalisation", "--family", "no_such"])
     assert result.exit_code != 0
     assert "no_such" in result.output
+
+
+def test_leaving_one_family_out_needs_at_least_two(tmp_path: Path) -> None:
+    config = GeneralisationConfig(families=("touchy",), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="at least two families"):
+        run_generalisation(config, log=lambda line: None)
+    assert not any(tmp_path.iterdir())  # nothing trained

@@ -162,3 +162,33 @@ def test_at_share_zero_there_is_no_anchor(
     anchor_experience(agent, settings, seed=0)
     assert agent.anchor_buffer is None and agent.anchor_share == 0.0
     assert caplog.records == []
+
+
+def test_during_a_promotion_warmup_checkpoints_are_written_but_not_the_main_model(
+    tiny_config: DQNConfig, tmp_path: Path
+) -> None:
+    """The main model file keeps what serves until the warm-up ends: a restart in between must
+    not serve the learner's weights early."""
+    main = tmp_path / "models" / "buyer_agent.pth"
+    config = LearnerConfig(
+        save_interval=3,
+        model_path=main,
+        checkpoint_dir=tmp_path / "models" / "checkpoints",
+        promotion_warmup=6,
+    )
+    learner = OnlineLearner(BuyerAgent(tiny_config), config)
+    for i in range(1, 6):
+        learner.submit(i, experiences(4, seed=i))
+    assert learner.wait_idle(30)
+    assert [c.negotiations for c in list_checkpoints(config.checkpoint_dir)] == [3]
+    assert not main.exists()
+    learner.submit(6, experiences(4, seed=6))
+    assert learner.wait_idle(30)
+    learner.close()
+    assert [c.negotiations for c in list_checkpoints(config.checkpoint_dir)] == [3, 6]
+    assert main.is_file()
+
+
+def test_the_warmup_comes_from_the_settings() -> None:
+    settings = Settings(_env_file=None, promotion_warmup=250)
+    assert LearnerConfig.from_settings(settings).promotion_warmup == 250

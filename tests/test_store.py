@@ -18,22 +18,25 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, inspect, text, update
 from sqlalchemy.orm import Session
 
+from haggler.config import DQNConfig
 from haggler.core.catalogue import SEED_CATALOGUE, Product
 from haggler.core.features import N_MOVES, OBSERVATION_SIZE
 from haggler.core.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
 from haggler.core.transitions import LoggedDecision
+from haggler.learning.dqn import BuyerAgent
+from haggler.policy.snapshot import PolicySnapshot
 from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
-from haggler.store import counters, maintenance
+from haggler.store import counters, maintenance, versions
 from haggler.store import experiences as experience_store
 from haggler.store import metrics as metric_store
 from haggler.store import negotiations as negotiation_store
 from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
-from haggler.store.tables import Base, CounterRow
+from haggler.store.tables import Base, CounterRow, DecisionRow
 
 
 def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> None:
@@ -375,3 +378,47 @@ def test_a_finished_negotiation_takes_no_more_moves(session: Session) -> None:
         negotiation_store.get_negotiation(negotiation_id, session=session).state
         == before_stale.state
     )
+
+
+def test_decisions_of_an_older_observation_layout_are_kept_but_not_learned_from(
+    session: Session,
+) -> None:
+    """After an upgrade that changed the observations, old negotiations stay in the store; the
+    learner takes them off its queue without learning from them (they would not fit)."""
+    negotiation_id = _play_stored_negotiation(session)
+    session.execute(update(DecisionRow).values(observation=[0.5] * (OBSERVATION_SIZE - 5)))
+    session.commit()
+    [queued] = experience_store.negotiations_to_learn(session=session, limit=10)
+    assert queued.id == negotiation_id and queued.experiences is None
+    experience_store.mark_learned([negotiation_id], session=session)
+    session.commit()
+    assert experience_store.learned_experiences(session=session, limit=100) is None
+    assert negotiation_store.get_negotiation(negotiation_id, session=session) is not None
+
+
+def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: Engine) -> None:
+    sessions = session_factory(engine)
+    old = PolicySnapshot(
+        (np.zeros((OBSERVATION_SIZE - 5, 4), np.float32), np.zeros((4, N_MOVES), np.float32)),
+        (np.zeros(4, np.float32), np.zeros(N_MOVES, np.float32)),
+        3,
+    )
+    with sessions() as session:
+        snapshot_store.publish_snapshot(
+            old.to_bytes(),
+            session=session,
+            version=3,
+            expected_serving=None,
+            source="starter",
+            negotiations=0,
+        )
+        session.commit()
+    model_file = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=1)).snapshot
+    serving = versions.ensure_serving(sessions, lambda: model_file)
+    assert serving.version == 4  # a new version: 3 keeps naming the old weights
+    probe = np.linspace(0.0, 1.0, OBSERVATION_SIZE, dtype=np.float32)
+    np.testing.assert_array_equal(serving.q_values(probe), model_file.q_values(probe))
+    with sessions() as session:
+        assert snapshot_store.serving_version(session=session) == 4
+    # Once replaced, the store serves the new version on every start.
+    assert versions.ensure_serving(sessions, lambda: old).version == 4

@@ -17,14 +17,24 @@ the starter recipe over more seeds, each on `haggler evaluate`'s held-out evalua
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from haggler.bench.comparison import (
+    CHOSEN_EXPONENT,
+    ORACLE,
+    Comparison,
+    HeldOut,
+    Results,
+    best_rule,
+    chosen_exponent,
+    compare,
+    feasible_results,
+    oracle,
+    pooled,
+)
 from haggler.bench.limit_inference import (
     LimitInferenceConfig,
     LimitInferenceResult,
@@ -47,12 +57,12 @@ from haggler.bench.safety.jobs import (
     run_stream_job,
 )
 from haggler.config import DQNConfig, Settings
-from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, play, scenario_rng
+from haggler.core.scenarios import EVALUATION_STREAM, Scenario, play, scenario_rng
 from haggler.core.scenarios import scenario_suite as draw_suite
 from haggler.core.sellers import FAMILIES, HELD_OUT_FAMILY, strategies_without
 from haggler.learning.dqn import BuyerAgent
 from haggler.learning.pretraining import STARTER_ENV_STEPS
-from haggler.policy.baselines import BASELINES, TimeBasedBuyer
+from haggler.policy.baselines import BASELINES
 from haggler.policy.exploration import Exploration
 from haggler.policy.snapshot import AgentBuyer
 from haggler.safety.evaluation import (
@@ -60,13 +70,9 @@ from haggler.safety.evaluation import (
     evaluate,
     evaluation_suites,
     mean_ci,
-    proportion_ci,
 )
 
 AGENT = "agent"
-ORACLE = "type_oracle"
-CHOSEN_EXPONENT = "exponent_chosen_on_training"
-"""The time-dependent buyer whose exponent did best on the training families."""
 
 
 @dataclass(frozen=True)
@@ -103,34 +109,10 @@ class GeneralisationConfig:
 # -- one held-out family, every buyer ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class HeldOut:
-    """Every buyer on one family's held-out negotiations, feasible ones only (aligned arrays)."""
-
-    family: str
-    strategies: tuple[str, ...]
-    """The seller strategy of each feasible negotiation."""
-    surplus: dict[str, np.ndarray]
-    """Per buyer, normalised surplus per feasible negotiation."""
-    deals: dict[str, np.ndarray]
-    """Per buyer, whether each feasible negotiation ended in a deal."""
-
-
 def _held_out_suite(family: str, config: GeneralisationConfig) -> list[Scenario]:
     key = int(scenario_rng(EVALUATION_STREAM, config.suite_seed).integers(2**63))
     index = list(FAMILIES).index(family)
     return draw_suite(config.episodes, key + 100 + index, FAMILIES[family])
-
-
-Results = tuple[np.ndarray, np.ndarray]
-"""Normalised surplus and whether a deal was reached, per feasible negotiation."""
-
-
-def _feasible(played: Sequence[Played]) -> Results:
-    feasible = [p for p in played if p.feasible]
-    surplus = np.array([p.normalised_surplus for p in feasible])
-    deals = np.array([p.state.deal_price is not None for p in feasible])
-    return surplus, deals
 
 
 def baselines_on(family: str, config: GeneralisationConfig) -> HeldOut:
@@ -139,7 +121,7 @@ def baselines_on(family: str, config: GeneralisationConfig) -> HeldOut:
     surplus, deals = {}, {}
     for buyer in BASELINES:
         played = [play(scenario, buyer) for scenario in suite]
-        surplus[buyer.name], deals[buyer.name] = _feasible(played)
+        surplus[buyer.name], deals[buyer.name] = feasible_results(played)
     strategies = tuple(p.scenario.strategy for p in played if p.feasible)
     return HeldOut(family, strategies, surplus, deals)
 
@@ -147,74 +129,7 @@ def baselines_on(family: str, config: GeneralisationConfig) -> HeldOut:
 def agent_on(model: Path, family: str, config: GeneralisationConfig) -> Results:
     """The model's surplus and deals on `family`'s held-out negotiations."""
     buyer = AgentBuyer(BuyerAgent.from_file(model).snapshot)
-    return _feasible([play(s, buyer) for s in _held_out_suite(family, config)])
-
-
-# -- the comparison -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """The agent against one reference on the same feasible negotiations."""
-
-    agent: Estimate
-    reference: str
-    reference_surplus: Estimate
-    difference: Estimate
-    """Paired, agent - reference, per negotiation."""
-    p_value: float
-    agent_agreement: Estimate
-    reference_agreement: Estimate
-    n: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "agent": self.agent.as_dict(),
-            "reference": self.reference,
-            "reference_surplus": self.reference_surplus.as_dict(),
-            "difference": self.difference.as_dict(),
-            "p_value": self.p_value,
-            "agent_agreement": self.agent_agreement.as_dict(),
-            "reference_agreement": self.reference_agreement.as_dict(),
-            "n": self.n,
-        }
-
-
-def compare(agent: Results, reference: Results, name: str) -> Comparison:
-    surplus, deals = agent
-    ref_surplus, ref_deals = reference
-    difference, p_value = paired(Measured(surplus, deals), Measured(ref_surplus, ref_deals))
-    return Comparison(
-        agent=mean_ci(surplus),
-        reference=name,
-        reference_surplus=mean_ci(ref_surplus),
-        difference=difference,
-        p_value=p_value,
-        agent_agreement=proportion_ci(int(deals.sum()), len(deals)),
-        reference_agreement=proportion_ci(int(ref_deals.sum()), len(ref_deals)),
-        n=len(surplus),
-    )
-
-
-def _oracle(held_out: HeldOut) -> Results:
-    """Per seller strategy, the best rule's results, chosen with hindsight."""
-    strategies = np.array(held_out.strategies)
-    surplus = np.zeros(len(strategies))
-    deals = np.zeros(len(strategies), dtype=bool)
-    for strategy in set(held_out.strategies):
-        rows = strategies == strategy
-        best = max(BASELINES, key=lambda b: float(held_out.surplus[b.name][rows].mean())).name
-        surplus[rows], deals[rows] = held_out.surplus[best][rows], held_out.deals[best][rows]
-    return surplus, deals
-
-
-def _chosen_exponent(family: str, held_out: dict[str, HeldOut]) -> str:
-    """The time-dependent buyer with the best mean over the families other than `family`."""
-    grid = [b.name for b in BASELINES if isinstance(b, TimeBasedBuyer)]
-    others = [h for f, h in held_out.items() if f != family]
-    return max(
-        grid, key=lambda name: statistics.fmean(float(h.surplus[name].mean()) for h in others)
-    )
+    return feasible_results([play(s, buyer) for s in _held_out_suite(family, config)])
 
 
 @dataclass(frozen=True)
@@ -223,34 +138,6 @@ class FamilyReport:
     seed: int
     against: dict[str, Comparison]
     """Against the family's best rule, the exponent chosen on training, the type oracle."""
-
-
-def _pooled(
-    held_out: dict[str, HeldOut], agents: dict[str, Results], name: str
-) -> tuple[Results, Results]:
-    """The agent and the reference `name` over every family's negotiations, concatenated."""
-    families = list(held_out)
-
-    def reference(family: str) -> Results:
-        h = held_out[family]
-        if name == ORACLE:
-            return _oracle(h)
-        if name == CHOSEN_EXPONENT:
-            chosen = _chosen_exponent(family, held_out)
-            return h.surplus[chosen], h.deals[chosen]
-        return h.surplus[name], h.deals[name]
-
-    agent = tuple(np.concatenate([agents[f][i] for f in families]) for i in (0, 1))
-    ref = tuple(np.concatenate([reference(f)[i] for f in families]) for i in (0, 1))
-    return agent, ref  # type: ignore[return-value]
-
-
-def best_rule(held_out: dict[str, HeldOut]) -> str:
-    """The single rule with the best mean over every held-out negotiation, with hindsight."""
-    return max(
-        BASELINES,
-        key=lambda b: float(np.concatenate([h.surplus[b.name] for h in held_out.values()]).mean()),
-    ).name
 
 
 # -- the whole benchmark -----------------------------------------------------------------------
@@ -363,6 +250,8 @@ def _stream_summary(
 def run_generalisation(
     config: GeneralisationConfig, log: Callable[[str], None] = print
 ) -> GeneralisationReport:
+    if len(config.families) < 2:  # the exponent is chosen on the families not held out
+        raise ValueError("leaving one family out needs at least two families")
     models = _models(config, log)
     log("Playing every rule on every family's held-out negotiations ...")
     held_out = {family: baselines_on(family, config) for family in config.families}
@@ -373,7 +262,7 @@ def run_generalisation(
         agents = {f: agent_on(models[(f, seed)], f, config) for f in config.families}
         for family, h in held_out.items():
             family_best = max(BASELINES, key=lambda b: float(h.surplus[b.name].mean())).name
-            chosen = _chosen_exponent(family, held_out)
+            chosen = chosen_exponent(family, held_out)
             families.append(
                 FamilyReport(
                     family,
@@ -387,12 +276,12 @@ def run_generalisation(
                         CHOSEN_EXPONENT: compare(
                             agents[family], (h.surplus[chosen], h.deals[chosen]), chosen
                         ),
-                        ORACLE: compare(agents[family], _oracle(h), ORACLE),
+                        ORACLE: compare(agents[family], oracle(h), ORACLE),
                     },
                 )
             )
         overall[seed] = {
-            name: compare(*_pooled(held_out, agents, name), name)
+            name: compare(*pooled(held_out, agents, name), name)
             for name in (rule, CHOSEN_EXPONENT, ORACLE)
         }
         log(f"seed {seed}: {overall[seed][rule].difference} vs {rule}")

@@ -51,6 +51,9 @@ class LearnerConfig:
     model_path: Path | None = Path("models/buyer_agent.pth")
     """The main model file written with every checkpoint (None: checkpoints only)."""
     checkpoint_dir: Path = Path("models/checkpoints")
+    promotion_warmup: int = 0
+    """Negotiations before the main model file follows the learner: until then it keeps the
+    model that serves (a restart would otherwise serve the learner's weights early)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, *, model_path: Path | None = None) -> LearnerConfig:
@@ -61,6 +64,7 @@ class LearnerConfig:
             keep_checkpoints=settings.keep_checkpoints,
             model_path=model_path or settings.model_path,
             checkpoint_dir=settings.checkpoint_dir,
+            promotion_warmup=settings.promotion_warmup,
         )
 
 
@@ -183,7 +187,7 @@ class OnlineLearner:
                 self.config.checkpoint_dir,
                 negotiations=n,
                 keep=self.config.keep_checkpoints,
-                main_path=self.config.model_path,
+                main_path=self.config.model_path if n >= self.config.promotion_warmup else None,
             )
         except CheckpointError as error:
             self.status.checkpoint_error = str(error)

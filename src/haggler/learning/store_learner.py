@@ -188,6 +188,8 @@ class StoreLearner:
             return 0
         if enabled:
             anchor_experience(self.agent, self.settings, seed=self.learner_id)
+            if not self.holds_lease():  # building it took long enough for another to take over
+                return 0
         self.behind = len(queue) == self.batch  # more may be waiting: step again at once
         losses = []
         for taken, negotiation in enumerate(queue, start=1):

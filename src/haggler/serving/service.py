@@ -225,6 +225,8 @@ class NegotiationService:
         """Serve (and train) the checkpoint at `path` from now on; never mid-update."""
         if self.learner is not None:
             self.learner.restore(path)
+            # The file brings its own optimiser state: online learning keeps its own step size.
+            self.learner.agent.set_learning_rate(self.settings.online_learning_rate)
             # A restore serves at once, warm-up or not.
             self._snapshot = self.learner.agent.snapshot
             return

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from haggler.core.features import OBSERVATION_SIZE
 from haggler.core.transitions import Transitions, negotiation_transitions
 from haggler.store.base import run_statement
 from haggler.store.negotiations import NEGOTIATIONS
@@ -64,6 +65,9 @@ def _experiences_by_negotiation(
             np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
         )
         for negotiation_id, decisions in rows.items()
+        # Kept in the store, but not learned from: decisions logged with another observation
+        # layout (before an upgrade) do not fit the network.
+        if all(len(d.observation) == OBSERVATION_SIZE for d in decisions)
     }
 
 

@@ -43,7 +43,15 @@ def ensure_serving(
     """The store's serving version; on a new store, `starter()`'s weights (the model file, read
     only then) published as the first version."""
     with sessions() as session:
-        snapshot = serving_snapshot(session)
+        replacing = None
+        try:
+            snapshot = serving_snapshot(session)
+        except ModelFileError as error:
+            # After an upgrade that changed the observations or moves, the stored weights no
+            # longer fit: the model file (read only now) serves as a new version instead.
+            log.warning("%s; publishing the model file as a new version to serve", error)
+            replacing = snapshot_store.serving_version(session=session)
+            snapshot = None
         if snapshot is None:
             highest = snapshot_store.highest_version(session=session)
             first = starter()
@@ -55,7 +63,7 @@ def ensure_serving(
                     snapshot.to_bytes(),
                     session=session,
                     version=version,
-                    expected_serving=None,
+                    expected_serving=replacing,
                     source="starter",
                     negotiations=counters.get_counter(
                         counters.NEGOTIATIONS_LEARNED, session=session
