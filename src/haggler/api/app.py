@@ -6,12 +6,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
@@ -103,6 +107,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def protocol_error(_request: Request, error: ProtocolError) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(error)})
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input, and JSON's NaN/Infinity literals (which
+        # Python's parser accepts) cannot be written back: that was a 500 instead of a 422.
+        return JSONResponse(
+            status_code=422, content={"detail": _json_safe(jsonable_encoder(error.errors()))}
+        )
+
     app.include_router(catalogue.router)
     app.include_router(negotiations.router)
     app.include_router(operations.router)
@@ -112,6 +124,17 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router, include_in_schema=False)  # an endless stream
     pages.install(app)
     return app
+
+
+def _json_safe(value: Any) -> Any:
+    """`value` with every non-finite float written as text ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(item) for item in value]
+    return value
 
 
 def _start_learner(settings: Settings, runtime: Runtime) -> LearnerStop:

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from haggler.core.negotiation import DEFAULT_MAX_ROUNDS, MAX_PRICE
 from haggler.core.sellers import ALL_STRATEGIES
@@ -210,13 +210,23 @@ class TrainingIn(BaseModel):
     enabled: bool
 
 
+def _no_control_characters(name: str) -> str:
+    if any(ord(character) < 32 for character in name):
+        raise ValueError("a checkpoint name cannot contain control characters (such as NUL)")
+    return name
+
+
 class RestoreIn(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"checkpoint": "buyer_agent_n10_20231225_120000.pth"}]},
     )
 
-    checkpoint: str = Field(min_length=1, max_length=500)
+    checkpoint: Annotated[str, AfterValidator(_no_control_characters)] = Field(
+        min_length=1,
+        max_length=500,
+        description="A checkpoint file name inside CHECKPOINT_DIR.",
+    )
 
 
 class TrainingPointOut(BaseModel):
