@@ -107,6 +107,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def protocol_error(_request: Request, error: ProtocolError) -> JSONResponse:
         return JSONResponse(status_code=409, content={"detail": str(error)})
 
+    @app.exception_handler(OperationalError)
+    async def store_unavailable(_request: Request, error: OperationalError) -> JSONResponse:
+        log.warning("Store unavailable: %s", error.orig)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": "the store is unavailable; try again shortly"},
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler echoes the input, and JSON's NaN/Infinity literals (which
