@@ -139,7 +139,9 @@ def test_the_anchor_is_played_once_and_logged(
     agent = BuyerAgent(tiny_config)
     settings = Settings(_env_file=None, replay_anchor_negotiations=20)
     caplog.set_level(logging.INFO, logger="haggler.training")
-    anchor_experience(agent, settings, seed=0)
+    anchor_experience(
+        agent, settings.replay_anchor_share, settings.replay_anchor_negotiations, seed=0
+    )
     assert agent.anchor_buffer is not None
     assert agent.anchor_share == settings.replay_anchor_share == 0.5
     [line] = [r.getMessage() for r in caplog.records]
@@ -148,7 +150,9 @@ def test_the_anchor_is_played_once_and_logged(
     # Every negotiation has at least one buyer move.
     assert int(match[1]) == len(agent.anchor_buffer) >= 20
     anchor = agent.anchor_buffer
-    anchor_experience(agent, settings, seed=1)  # an agent that already has one keeps it
+    anchor_experience(
+        agent, settings.replay_anchor_share, settings.replay_anchor_negotiations, seed=1
+    )  # an agent that already has one keeps it
     assert agent.anchor_buffer is anchor
     assert len(caplog.records) == 1
 
@@ -159,7 +163,9 @@ def test_at_share_zero_there_is_no_anchor(
     agent = BuyerAgent(tiny_config)
     settings = Settings(_env_file=None, replay_anchor_share=0.0)
     caplog.set_level(logging.INFO, logger="haggler.training")
-    anchor_experience(agent, settings, seed=0)
+    anchor_experience(
+        agent, settings.replay_anchor_share, settings.replay_anchor_negotiations, seed=0
+    )
     assert agent.anchor_buffer is None and agent.anchor_share == 0.0
     assert caplog.records == []
 

@@ -37,7 +37,8 @@ from haggler.core.play import open_with
 from haggler.core.scenarios import EVALUATION_STREAM, Played, Scenario, draw_scenario, scenario_rng
 from haggler.core.transitions import LoggedEpisode
 from haggler.learning.dqn import BuyerAgent
-from haggler.learning.pretraining import PretrainConfig, pretrain, simulated_experience
+from haggler.learning.learner import anchor_experience
+from haggler.learning.pretraining import PretrainConfig, pretrain
 from haggler.policy.exploration import GREEDY, Exploration
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.safety.evaluation import Estimate, mean_ci, paired_test, proportion_ci
@@ -114,9 +115,7 @@ class OnlineStream:
         self.config = config
         self.learner = BuyerAgent.from_file(start) if isinstance(start, Path) else start
         self.learner.set_learning_rate(config.learning_rate)
-        if config.anchor_share > 0:
-            experience = simulated_experience(self.learner, config.anchor_negotiations, seed=seed)
-            self.learner.anchor(experience, config.anchor_share)
+        anchor_experience(self.learner, config.anchor_share, config.anchor_negotiations, seed=seed)
         self.start = self.learner.snapshot
         self.champion = self.learner.snapshot
         """The snapshot that serves."""

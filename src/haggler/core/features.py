@@ -138,7 +138,7 @@ def observe(state: NegotiationState) -> np.ndarray:
             _clip(buyer[1], -1.0, 1.0),
             _clip((asks[0] - ask) / asks[0], -1.0, 1.0),
             _clip((ask - reference_bid(state)) / limit, -1.0, 4.0),
-            1.0 if min(asks) <= limit else 0.0,
+            1.0 if state.deal_was_available else 0.0,
             _ratio(seller[0], buyer[0], -1.0, 3.0) if raises else 0.0,
             _ratio(sum(answers), sum(raises[: len(answers)]), -1.0, 3.0) if answers else 0.0,
             sum(1 for c in concessions if c <= 0.0) / len(concessions) if concessions else 0.0,

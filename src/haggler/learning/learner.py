@@ -25,18 +25,19 @@ from haggler.learning.pretraining import simulated_experience
 log = logging.getLogger("haggler.training")
 
 
-def anchor_experience(agent: BuyerAgent, settings: Settings, *, seed: int) -> None:
-    """Once per agent, when it first learns online: simulated experience against the training
-    sellers, replayed as REPLAY_ANCHOR_SHARE of every minibatch (`BuyerAgent.anchor`)."""
-    if agent.anchor_buffer is not None or settings.replay_anchor_share <= 0:
+def anchor_experience(agent: BuyerAgent, share: float, negotiations: int, *, seed: int) -> None:
+    """Once per agent, when it first learns online: `negotiations` simulated negotiations against
+    the training sellers, replayed as `share` of every minibatch (`BuyerAgent.anchor`;
+    REPLAY_ANCHOR_SHARE and REPLAY_ANCHOR_NEGOTIATIONS in the service)."""
+    if agent.anchor_buffer is not None or share <= 0:
         return
     started = time.perf_counter()
-    experience = simulated_experience(agent, settings.replay_anchor_negotiations, seed=seed)
-    agent.anchor(experience, settings.replay_anchor_share)
+    experience = simulated_experience(agent, negotiations, seed=seed)
+    agent.anchor(experience, share)
     log.info(
         "[Training] Replaying %d simulated transitions as %.0f%% of every batch (%.1f s)",
         len(experience.move),
-        100 * settings.replay_anchor_share,
+        100 * share,
         time.perf_counter() - started,
     )
 

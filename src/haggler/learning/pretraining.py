@@ -39,9 +39,11 @@ class PretrainConfig:
     n_envs: int = 32
     """Negotiations played side by side; one batched forward pass chooses all their moves."""
     gradient_steps_per_batch: int = 2
-    """Gradient steps after each batch of `n_envs` environment steps. Measured at 400,000 steps,
-    seed 0: two gave 0.362 mean surplus on the trained families and 0.351 on the held-out one,
-    one gave 0.329 and 0.285 (an environment step costs more here than its share of an update)."""
+    """Gradient steps after each batch of `n_envs` environment steps. Measured at 400,000 steps
+    on one seed only (seed 0; `haggler evaluate`'s suites): two gave 0.362 mean surplus on the
+    trained strategies' fresh negotiations and 0.351 on the held-out family, one gave 0.329 and
+    0.285 (an environment step costs more here than its share of an update). Seeds 1 and 2 with
+    two gave 0.319/0.320 and 0.330/0.323; one was not tried on them."""
     learning_starts: int = 5_000
     """Transitions collected with random moves before the first gradient step."""
     epsilon_start: float = 1.0

@@ -187,7 +187,12 @@ class StoreLearner:
         if not queue:
             return 0
         if enabled:
-            anchor_experience(self.agent, self.settings, seed=self.learner_id)
+            anchor_experience(
+                self.agent,
+                self.settings.replay_anchor_share,
+                self.settings.replay_anchor_negotiations,
+                seed=self.learner_id,
+            )
             if not self.holds_lease():  # building it took long enough for another to take over
                 return 0
         self.behind = len(queue) == self.batch  # more may be waiting: step again at once

@@ -126,7 +126,8 @@ class NegotiationService:
             self.agent.serve(snapshot)
 
     def set_training(self, enabled: bool) -> None:
-        """Turn online training on (exploring, learning) or off (greedy, frozen)."""
+        """Turn online training on (exploring, learning) or off (greedy, frozen). The first time
+        in process this also plays the replay anchor's simulated negotiations (a few seconds)."""
         if enabled and self.learner is None and self.learn_inline:
             from haggler.learning.dqn import BuyerAgent  # loads torch
             from haggler.learning.learner import LearnerConfig, OnlineLearner, anchor_experience
@@ -135,7 +136,12 @@ class NegotiationService:
                 self.agent = BuyerAgent.from_file(self.model_path)
                 self.agent.adopt(self._snapshot)
             self.agent.set_learning_rate(self.settings.online_learning_rate)
-            anchor_experience(self.agent, self.settings, seed=0)
+            anchor_experience(
+                self.agent,
+                self.settings.replay_anchor_share,
+                self.settings.replay_anchor_negotiations,
+                seed=0,
+            )
             self.learner = OnlineLearner(
                 self.agent,
                 LearnerConfig.from_settings(self.settings, model_path=self.model_path),
