@@ -20,6 +20,8 @@ from haggler.store.database import make_engine
 POSTGRES_URL = os.environ.get("HAGGLER_TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", *(["postgresql"] if POSTGRES_URL else [])]
 OPERATOR = {"Authorization": "Bearer operator-secret"}
+NOBODY = {"Authorization": ""}
+"""Headers of a request with no credentials (the `client` fixture's default is an operator)."""
 
 
 @pytest.fixture(params=BACKENDS)
@@ -64,7 +66,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as client:
+    """A client signed in as an operator (who may do everything); tests of other roles, or of
+    none, send their own `Authorization` header."""
+    with TestClient(create_app(settings), headers=OPERATOR) as client:
         yield client
 
 

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from api_fixtures import NOBODY
+
 
 def test_a_simulated_negotiation_runs_to_its_end_in_one_call(
     client: TestClient, start_external: Any
@@ -158,7 +160,9 @@ def test_moves_out_of_turn_after_the_end_or_with_the_wrong_token_are_refused(
     first, seller, _ = start_external()
     second, other_seller, _ = start_external()
     url = f"/api/negotiations/{first}/moves"
-    assert client.post(url, json={"move": "accept"}).status_code == 401
+    assert client.post(url, json={"move": "accept"}, headers=NOBODY).status_code == 401
+    # Its purchaser (here an operator) reads the negotiation but never moves for the seller.
+    assert client.post(url, json={"move": "accept"}).status_code == 403
     assert (
         client.post(
             url, json={"move": "accept"}, headers={"Authorization": "Bearer nope"}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from api_fixtures import OPERATOR
 from haggler.api.app import create_app
 from haggler.config import Settings
 
@@ -19,7 +20,7 @@ def test_requests_get_a_503_with_retry_after_while_the_store_is_down(
     settings = settings.model_copy(
         update={"database_url": f"sqlite:///{database}", "learner": "external"}
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=OPERATOR) as client:
         assert client.get("/api/summary").status_code == 200
         # The database file gone and something unopenable in its place; no pooled connection
         # left to keep reading the old file.
@@ -33,5 +34,5 @@ def test_requests_get_a_503_with_retry_after_while_the_store_is_down(
         assert "store is unavailable" in response.json()["detail"]
         # Back: the same process serves again.
         shutil.rmtree(database)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=OPERATOR) as client:
         assert client.get("/api/summary").status_code == 200

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from haggler.api.routes.events import current_state
+from haggler.store.accounts import Principal, Role
 
 PAGES = ["/", "/negotiations", "/negotiations/1", "/sell", "/dashboard"]
 SCRIPTS = ["common", "negotiate", "negotiations", "negotiation", "sell", "dashboard"]
@@ -88,16 +89,19 @@ def test_bad_input_to_sell_creates_nothing(
     assert client.get("/api/negotiations").json()["total"] == 0
 
 
+OPERATOR_PRINCIPAL = Principal(1, "operator", Role.OPERATOR)
+
+
 def test_the_live_state_changes_when_a_negotiation_finishes(client: TestClient) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    before = current_state(runtime)
+    before = current_state(runtime, OPERATOR_PRINCIPAL)
     assert before["negotiations"] == 0
     assert before["newest_id"] is None
     client.post(
         "/api/negotiations",
         json={"product_id": 1, "max_unit_price": "250", "seller": {"kind": "simulated"}},
     )
-    after = current_state(runtime)
+    after = current_state(runtime, OPERATOR_PRINCIPAL)
     assert after["negotiations"] == after["finished"] == 1
     assert after["newest_id"] == 1
     assert after["model_version"] == before["model_version"]
@@ -105,17 +109,20 @@ def test_the_live_state_changes_when_a_negotiation_finishes(client: TestClient) 
 
 def test_the_live_state_follows_one_negotiations_moves(client: TestClient) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
-    assert current_state(runtime, 1)["negotiation"] == {"turns": None, "finished": None}
+    assert current_state(runtime, OPERATOR_PRINCIPAL, 1)["negotiation"] == {
+        "turns": None,
+        "finished": None,
+    }
     started = client.post("/api/sell", json={"product_id": 1, "asking_price": "330"}).json()
-    opened = current_state(runtime, 1)["negotiation"]
+    opened = current_state(runtime, OPERATOR_PRINCIPAL, 1)["negotiation"]
     assert opened == {"turns": len(started["negotiation"]["transcript"]), "finished": False}
     client.post(
         "/api/negotiations/1/moves",
         json={"move": "walk_away"},
         headers={"Authorization": f"Bearer {started['seller_token']}"},
     )
-    assert current_state(runtime, 1)["negotiation"] == {
+    assert current_state(runtime, OPERATOR_PRINCIPAL, 1)["negotiation"] == {
         "turns": opened["turns"] + 1,
         "finished": True,
     }
-    assert "negotiation" not in current_state(runtime)
+    assert "negotiation" not in current_state(runtime, OPERATOR_PRINCIPAL)

@@ -137,7 +137,50 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store: an SQLite file, or postgresql://... to share it.",
     )
     operator_token: str | None = Field(
-        None, description="Bearer token for operator actions (restore, training on/off)."
+        None,
+        description=(
+            "A bearer token registered at start as a token of the operator account `operator` "
+            "(created if missing). Kept for deployments of the first version; prefer "
+            "`haggler users token` and unset this."
+        ),
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 90, description="How long a browser login lasts, in hours."
+    )
+    cookie_secure: bool = Field(
+        False,
+        description=(
+            "Send the login cookie only over HTTPS (set it behind a TLS proxy; a request that "
+            "came over HTTPS gets a secure cookie anyway)."
+        ),
+    )
+    max_body_bytes: int = Field(
+        65_536, ge=1024, le=100 * 2**20, description="Largest request body accepted (413 above)."
+    )
+    rate_limit_per_second: float = Field(
+        50.0,
+        ge=0.0,
+        description=(
+            "Requests a second each client (account, or address when signed out) may make on "
+            "average; above it, 429 with Retry-After (0: no limit)."
+        ),
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Requests a client may make at once above its average rate."
+    )
+    max_streams_per_client: int = Field(
+        8, ge=1, description="Event streams one client may hold open (429 above)."
+    )
+    max_streams: int = Field(
+        200, ge=1, description="Event streams open at once over all clients (503 above)."
+    )
+    trusted_hosts: tuple[str, ...] = Field(
+        ("localhost", "127.0.0.1", "[::1]"),
+        min_length=1,
+        description=(
+            "Host names the service answers to, as a JSON list (`*.example.com` allowed; "
+            "`*` turns the check off); other Host headers get 400."
+        ),
     )
     learner: Literal["process", "thread", "external"] = Field(
         "process",

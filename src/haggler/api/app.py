@@ -18,9 +18,13 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from haggler import __version__
 from haggler.api.deps import Runtime
+from haggler.api.routes import (
+    accounts as account_routes,
+)
 from haggler.api.routes import (
     catalogue,
     events,
@@ -36,8 +40,9 @@ from haggler.learning.checkpoints import read_snapshot
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
 from haggler.serving.learner_supervisor import LearnerProcess
 from haggler.serving.service import NegotiationService
+from haggler.store import accounts, counters, experiments, versions
+from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
-from haggler.store import counters, experiments, versions
 from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
 from haggler.web import pages
@@ -62,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
                 counters.TRAINING_ENABLED, int(settings.enable_training), session=session
             )
             session.commit()
+        _bootstrap_accounts(settings, sessions)
         # The model file is read (with torch) only for a store that serves no version yet.
         snapshot = versions.ensure_serving(sessions, lambda: read_snapshot(settings.model_path))
         service = NegotiationService(
@@ -124,6 +130,7 @@ def create_app(settings: Settings) -> FastAPI:
             status_code=422, content={"detail": _json_safe(jsonable_encoder(error.errors()))}
         )
 
+    app.include_router(account_routes.router)
     app.include_router(catalogue.router)
     app.include_router(negotiations.router)
     app.include_router(operations.router)
@@ -133,6 +140,36 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(events.router, include_in_schema=False)  # an endless stream
     pages.install(app)
     return app
+
+
+def _bootstrap_accounts(settings: Settings, sessions: sessionmaker[Session]) -> None:
+    """OPERATOR_TOKEN as the `operator` account's token; on a fresh store, the `admin` operator,
+    whose password is printed once (it is stored only as a hash)."""
+    for attempt in range(2):  # two processes starting at once: the loser reads the winner's
+        with sessions() as session:
+            try:
+                password = accounts.bootstrap(
+                    session=session, operator_token=settings.operator_token
+                )
+                session.commit()
+                break
+            except store.Conflict:
+                session.rollback()
+                if attempt:
+                    raise
+    if password is not None:
+        where = f"http://{settings.host}:{settings.port}/login"
+        log.warning(
+            "\n  Created the operator account %r. Sign in at %s\n"
+            "  name: %s   password: %s\n"
+            "  (shown once; change it with `haggler users password %s`, add accounts with "
+            "`haggler users add`)\n",
+            accounts.LOCAL_OPERATOR,
+            where,
+            accounts.LOCAL_OPERATOR,
+            password,
+            accounts.LOCAL_OPERATOR,
+        )
 
 
 def _json_safe(value: Any) -> Any:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
-from cachetools import LRUCache
-from fastapi import Depends, Header, HTTPException, Request, status
+from cachetools import LRUCache, TTLCache
+from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import Settings
 from haggler.serving.service import NegotiationService
+from haggler.store import accounts
+from haggler.store.accounts import Principal, Role
 from haggler.store.catalogue import StoredProduct
 from haggler.store.negotiations import StoredNegotiation
+
+PRINCIPAL_SECONDS = 5.0
+"""How long a process trusts what it read about a token or session: a token revoked or an
+account disabled by another process (the CLI) is refused within this time; by this one, at once."""
 
 
 @dataclass
@@ -43,6 +49,10 @@ class Runtime:
     metrics: CollectorRegistry = field(default_factory=CollectorRegistry)
     """This app's Prometheus metrics (its own registry: several apps may share a process)."""
     turn_latency: Histogram | None = None
+    principals: TTLCache[str, Principal | None] = field(
+        default_factory=lambda: TTLCache(maxsize=10_000, ttl=PRINCIPAL_SECONDS)
+    )
+    """Who each token or session cookie signs in, as last read (revoked elsewhere: seconds)."""
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread
@@ -80,31 +90,110 @@ def bearer(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
-    return bearer(authorization)
-
-
-TokenDep = Annotated[str | None, Depends(bearer_token)]
-
-
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def require_operator(runtime: RuntimeDep, token: TokenDep) -> None:
-    expected = runtime.settings.operator_token
-    if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "operator actions need `Authorization: Bearer <OPERATOR_TOKEN>`",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if expected is None:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN, "operator actions are disabled: OPERATOR_TOKEN is not set"
-        )
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "wrong operator token")
+SESSION_COOKIE = "haggler_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SIGN_IN = "send `Authorization: Bearer <token>`, or sign in at /login"
 
 
-OperatorDep = Annotated[None, Depends(require_operator)]
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def account_token_principal(runtime: Runtime, token: str) -> Principal | None:
+    """The account a bearer token signs in, looked up at most once per PRINCIPAL_SECONDS."""
+    key = "t:" + hash_token(token)
+    if key in runtime.principals:
+        return runtime.principals[key]
+    with runtime.sessions() as session:
+        principal = accounts.principal_for_token(token, session=session)
+    runtime.principals[key] = principal
+    return principal
+
+
+def session_principal(runtime: Runtime, request: Request) -> Principal | None:
+    """The account the request's session cookie signs in (None: no cookie, or it expired)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie or len(cookie) > 200:
+        return None
+    key = "s:" + hash_token(cookie)
+    if key in runtime.principals:
+        return runtime.principals[key]
+    with runtime.sessions() as session:
+        principal = accounts.principal_for_session(cookie, session=session)
+    runtime.principals[key] = principal
+    return principal
+
+
+def principal_of(runtime: Runtime, request: Request) -> Principal | None:
+    """Who sent the request: a bearer token's account, else the session cookie's (whose unsafe
+    requests must carry the page's CSRF token), else nobody. A bearer token that signs in no
+    account is refused outright (401), whatever cookie comes with it."""
+    token = bearer(request.headers.get("authorization"))
+    if token is not None:
+        principal = account_token_principal(runtime, token)
+        if principal is None:
+            raise unauthorized(f"unknown or revoked token; {SIGN_IN}")
+        return principal
+    principal = session_principal(runtime, request)
+    if principal is not None and request.method not in SAFE_METHODS:
+        # The cookie goes with every request to this site, forms of other sites included; the
+        # CSRF token only with the pages' own requests (it is in the page, not in a cookie).
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(sent.encode(), (principal.csrf_token or "").encode()):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"missing or wrong {CSRF_HEADER} header: reload the page and try again",
+            )
+    return principal
+
+
+async def optional_principal(request: Request, runtime: RuntimeDep) -> Principal | None:
+    return principal_of(runtime, request)
+
+
+async def require_principal(
+    principal: Annotated[Principal | None, Depends(optional_principal)],
+) -> Principal:
+    if principal is None:
+        raise unauthorized(f"this needs an account: {SIGN_IN}")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+"""Any signed-in account."""
+
+
+def _role_check(*roles: Role) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    wanted = " or ".join(
+        f"a{'n' if role.value[0] in 'aeiou' else ''} {role.value}" for role in roles
+    )
+
+    async def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this needs {wanted} account; {principal.name!r} is a {principal.role.value}",
+            )
+        return principal
+
+    return check
+
+
+require_operator = _role_check(Role.OPERATOR)
+OPERATORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token or login."},
+    403: {"description": "Not an operator account."},
+}
+OperatorDep = Annotated[Principal, Depends(require_operator)]
+"""An operator."""
+PurchaserDep = Annotated[Principal, Depends(_role_check(Role.PURCHASER, Role.OPERATOR))]
+"""A purchaser, or an operator (who may do whatever a purchaser may)."""
+SellerDep = Annotated[Principal, Depends(_role_check(Role.SELLER, Role.OPERATOR))]
+"""A seller account, or an operator."""

@@ -55,6 +55,14 @@ class ExternalSellerIn(BaseModel):
 
     kind: Literal["external"]
     asking_price: Price = Field(description="The seller's opening ask per unit.")
+    account: str | None = Field(
+        None,
+        max_length=50,
+        description=(
+            "A seller account to make party to the negotiation: it may then move and read the "
+            "seller's view with its own token or login, besides the negotiation's seller token."
+        ),
+    )
 
 
 class NegotiationIn(BaseModel):
@@ -96,6 +104,17 @@ class SellerMoveIn(BaseModel):
 
     move: Literal["accept", "counter", "walk_away"]
     price: Price | None = Field(None, description="Required for a counter-offer, else omitted.")
+    expected_turns: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description=(
+            "The transcript's length in the seller's view this move answers. If the "
+            "negotiation has moved on since (another move of yours was applied first), the "
+            "move is refused with 409 and nothing changes. Send it when more than one "
+            "client may move for the seller."
+        ),
+    )
 
 
 class TurnOut(BaseModel):
@@ -142,6 +161,8 @@ class SellerViewOut(BaseModel):
     quantity: int
     status: Literal["open", "finished"]
     to_move: Literal["buyer", "seller"] | None
+    max_rounds: int = Field(description="The buyer's moves at most: no deal after the last.")
+    rounds_left: int = Field(description="The buyer's moves still to come.")
     transcript: list[TurnOut]
     outcome: str | None
     deal_price: Decimal | None
@@ -154,6 +175,15 @@ class ExternalStartOut(BaseModel):
 
 class NegotiationPage(BaseModel):
     items: list[NegotiationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SellerPage(BaseModel):
+    """A seller's negotiations, newest first, in the seller's view."""
+
+    items: list[SellerViewOut]
     total: int
     limit: int
     offset: int

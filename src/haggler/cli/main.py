@@ -16,6 +16,7 @@ from haggler.cli.model import evaluate, negotiate, starter_model, train
 from haggler.cli.operations import ab_test, checkpoints, evaluate_candidate
 from haggler.cli.safety_benchmarks import bench_ab, bench_ope, bench_rollback, bench_safety
 from haggler.cli.service import learn, serve
+from haggler.cli.users import users
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +42,7 @@ for command in (
     checkpoints,
     evaluate_candidate,
     ab_test,
+    users,
 ):
     cli.add_command(command)
 

@@ -37,6 +37,7 @@ from haggler.store.base import Conflict, Database, NotFound, money_decimal, run_
 from haggler.store.catalogue import StoredProduct, get_product, list_products
 from haggler.store.tables import (
     DecisionRow,
+    MoveReplyRow,
     NegotiationRow,
     TurnRow,
 )
@@ -70,6 +71,8 @@ class SellerInfo:
     strategy: str | None = None
     seed: int | None = None
     token_hash: str | None = None
+    account_id: int | None = None
+    """The seller account party to it (an external seller may have one)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class StoredNegotiation:
     created_at: datetime
     finished_at: datetime | None
     decisions: tuple[LoggedDecision, ...]
+    purchaser_id: int | None = None
+    """The purchaser account it belongs to (None: opened before there were accounts)."""
 
 
 def create_negotiation(
@@ -93,8 +98,10 @@ def create_negotiation(
     seller: SellerInfo,
     model_version: int,
     created_at: datetime | None = None,
+    purchaser_id: int | None = None,
 ) -> int:
-    """Store a negotiation just opened by the seller's ask; return its id."""
+    """Store a negotiation just opened by the seller's ask, for the purchaser account
+    `purchaser_id`; return its id."""
     terms = state.terms
     values = {
         "product_id": product_id,
@@ -106,6 +113,8 @@ def create_negotiation(
         "seller_strategy": seller.strategy,
         "seller_seed": seller.seed,
         "seller_token_hash": seller.token_hash,
+        "seller_account_id": seller.account_id,
+        "purchaser_id": purchaser_id,
         "status": "open",
         "rounds": 0,
         "model_version": model_version,
@@ -197,6 +206,43 @@ def record_progress(
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again") from None
 
 
+# -- answers kept for idempotent retries --------------------------------------------------------
+
+REPLIES = cast(Table, MoveReplyRow.__table__)
+_INSERT_REPLY = insert(REPLIES)
+_FIND_REPLY = select(REPLIES.c.request_hash, REPLIES.c.answer).where(
+    REPLIES.c.negotiation_id == bindparam("reply_negotiation"),
+    REPLIES.c.idempotency_key == bindparam("reply_key"),
+)
+
+
+def kept_reply(negotiation_id: int, key: str, *, session: Database) -> tuple[str, str] | None:
+    """The answer kept for a move sent with idempotency key `key`: (its request's hash, the
+    answer); None if no move came with that key."""
+    row = session.execute(
+        _FIND_REPLY, {"reply_negotiation": negotiation_id, "reply_key": key}
+    ).first()
+    return (row.request_hash, row.answer) if row is not None else None
+
+
+def keep_reply(
+    negotiation_id: int, key: str, request_hash: str, answer: str, *, session: Database
+) -> None:
+    """Keep the answer to a move sent with idempotency key `key`, in the move's transaction;
+    Conflict if a move with that key was stored first."""
+    values = {
+        "negotiation_id": negotiation_id,
+        "idempotency_key": key,
+        "request_hash": request_hash,
+        "answer": answer,
+        "created_at": datetime.now(UTC),
+    }
+    try:
+        run_statement(session, _INSERT_REPLY, [values])
+    except IntegrityError:
+        raise Conflict(f"a move with idempotency key {key!r} was stored first") from None
+
+
 @functools.cache
 def _advance_statement(finishes: bool) -> Update:
     """UPDATE of a negotiation's round count (and outcome, if it `finishes`), only if it is
@@ -259,7 +305,11 @@ def _stored(
         id=row.id,
         product=product,
         seller=SellerInfo(
-            row.seller_kind, row.seller_strategy, row.seller_seed, row.seller_token_hash
+            row.seller_kind,
+            row.seller_strategy,
+            row.seller_seed,
+            row.seller_token_hash,
+            row.seller_account_id,
         ),
         state=_replay(terms, turns),
         model_version=row.model_version,
@@ -278,6 +328,7 @@ def _stored(
             )
             for d in decisions
         ),
+        purchaser_id=row.purchaser_id,
     )
 
 
@@ -300,6 +351,10 @@ class NegotiationFilter:
     status: str | None = None
     seller_strategy: str | None = None
     model_version: int | None = None
+    purchaser_id: int | None = None
+    """Only this purchaser's negotiations."""
+    seller_account_id: int | None = None
+    """Only the negotiations this seller account is party to."""
 
 
 def list_negotiations(
@@ -313,6 +368,8 @@ def list_negotiations(
         (NegotiationRow.status, where.status),
         (NegotiationRow.seller_strategy, where.seller_strategy),
         (NegotiationRow.model_version, where.model_version),
+        (NegotiationRow.purchaser_id, where.purchaser_id),
+        (NegotiationRow.seller_account_id, where.seller_account_id),
     ):
         if value is not None:
             query = query.where(column == value)

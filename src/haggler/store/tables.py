@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     Numeric,
     String,
+    Text,
     UniqueConstraint,
     func,
     text,
@@ -38,6 +39,51 @@ class ProductRow(Base):
     category: Mapped[str] = mapped_column(String(100))
     list_price: Mapped[Decimal] = mapped_column(Money)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    archived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When an operator archived it: no new negotiations, kept for the ones it has."""
+
+
+class AccountRow(Base):
+    """A person or program: a purchaser, a seller or an operator."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    """'purchaser', 'seller' or 'operator'."""
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    """argon2id; None: the account signs in with tokens only."""
+    purchaser_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    """A seller's purchaser: whose limit a negotiation opened through `/api/sell` plays with."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiTokenRow(Base):
+    """A bearer token of an account, stored as its SHA-256 (tokens are random, 256 bits)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebSessionRow(Base):
+    """A browser login: the cookie holds the session id, the store its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 LEARNER_QUEUE = text("status = 'finished' AND learned_at IS NULL")
@@ -81,6 +127,25 @@ class NegotiationRow(Base):
     """The A/B test running when it started (None: no test ran)."""
     arm: Mapped[str | None] = mapped_column(String(12))
     """'champion' or 'challenger' within `ab_test_id`, chosen from the negotiation's id."""
+    purchaser_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The purchaser account it belongs to (None: opened before accounts existed)."""
+    seller_account_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    """The seller account party to it, if any (else its seller token, or a simulated seller)."""
+
+
+class MoveReplyRow(Base):
+    """The answer to a seller's move sent with an `Idempotency-Key`: a retry gets it again."""
+
+    __tablename__ = "move_replies"
+    __table_args__ = (UniqueConstraint("negotiation_id", "idempotency_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    negotiation_id: Mapped[int] = mapped_column(ForeignKey("negotiations.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the move's body: the same key with another move is refused."""
+    answer: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class TurnRow(Base):

@@ -9,15 +9,18 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi import Path as PathParam
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from haggler.api.deps import Runtime, session_principal
 from haggler.api.schemas import MAX_ID
 from haggler.core.sellers import ALL_STRATEGIES
+from haggler.store.accounts import Principal, Role
 
 HERE = Path(__file__).parent
 PLOTLY_JS = Path(str(files("plotly") / "package_data" / "plotly.min.js"))
@@ -33,44 +36,105 @@ OUTCOMES = {
 }
 
 
-def _page(request: Request, template: str, **context: object) -> HTMLResponse:
+NAV = (
+    ("/", "Negotiate", (Role.PURCHASER, Role.OPERATOR)),
+    ("/negotiations", "Negotiations", (Role.PURCHASER, Role.OPERATOR)),
+    ("/sell", "Sell to the agent", (Role.SELLER, Role.OPERATOR)),
+    ("/dashboard", "Dashboard", (Role.OPERATOR,)),
+)
+BUYING = (Role.PURCHASER, Role.OPERATOR)
+
+
+def _page(request: Request, template: str, roles: tuple[Role, ...], **context: object) -> Response:
+    """The page for a signed-in account of one of `roles`; else the sign-in page (signed out)
+    or a page that says whose page it is (another role)."""
+    runtime: Runtime = request.app.state.runtime
+    principal = session_principal(runtime, request)
+    if principal is None:
+        return RedirectResponse(f"/login?{urlencode({'next': request.url.path})}", 303)
+    if principal.role not in roles:
+        return error_page(
+            request,
+            403,
+            "Not your page",
+            f"This page is for {' and '.join(role.value + 's' for role in roles)}; you are "
+            f"signed in as {principal.name} ({principal.role.value}).",
+            principal,
+        )
     return templates.TemplateResponse(
         request,
         template,
-        {"strategies": ALL_STRATEGIES, "outcomes": OUTCOMES, "path": request.url.path, **context},
+        {**_context(request, principal), **context},
+    )
+
+
+def _context(request: Request, principal: Principal | None) -> dict[str, object]:
+    return {
+        "strategies": ALL_STRATEGIES,
+        "outcomes": OUTCOMES,
+        "path": request.url.path,
+        "principal": principal,
+        "nav": [
+            (href, label)
+            for href, label, roles in NAV
+            if principal is not None and principal.role in roles
+        ],
+    }
+
+
+def error_page(
+    request: Request, status_code: int, title: str, message: str, principal: Principal | None
+) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request,
+        "error.html",
+        {**_context(request, principal), "title": title, "message": message},
+        status_code=status_code,
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(
+        request, "login.html", {**_context(request, None), "title": "Sign in"}
     )
 
 
 @router.get("/", response_class=HTMLResponse)
-async def negotiate(request: Request) -> HTMLResponse:
-    return _page(request, "negotiate.html", title="Negotiate")
+async def negotiate(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    principal = session_principal(runtime, request)
+    if principal is not None and principal.role is Role.SELLER:
+        return RedirectResponse("/sell", 303)  # a seller's home
+    return _page(request, "negotiate.html", BUYING, title="Negotiate")
 
 
 @router.get("/negotiations", response_class=HTMLResponse)
-async def negotiations(request: Request) -> HTMLResponse:
-    return _page(request, "negotiations.html", title="Negotiations")
+async def negotiations(request: Request) -> Response:
+    return _page(request, "negotiations.html", BUYING, title="Negotiations")
 
 
 @router.get("/negotiations/{negotiation_id}", response_class=HTMLResponse)
 async def negotiation(
     request: Request, negotiation_id: Annotated[int, PathParam(ge=1, le=MAX_ID)]
-) -> HTMLResponse:
+) -> Response:
     return _page(
         request,
         "negotiation.html",
+        BUYING,
         title=f"Negotiation {negotiation_id}",
         negotiation_id=negotiation_id,
     )
 
 
 @router.get("/sell", response_class=HTMLResponse)
-async def sell(request: Request) -> HTMLResponse:
-    return _page(request, "sell.html", title="Sell to the agent")
+async def sell(request: Request) -> Response:
+    return _page(request, "sell.html", (Role.SELLER, Role.OPERATOR), title="Sell to the agent")
 
 
 @router.get("/dashboard", response_class=HTMLResponse)
-async def dashboard(request: Request) -> HTMLResponse:
-    return _page(request, "dashboard.html", title="Dashboard")
+async def dashboard(request: Request) -> Response:
+    return _page(request, "dashboard.html", (Role.OPERATOR,), title="Dashboard")
 
 
 @router.get("/vendor/plotly.min.js")

@@ -8,6 +8,7 @@ a page sees negotiations that another service process on the same database has f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -17,38 +18,64 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy.orm import Session
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from haggler.api.deps import Runtime, RuntimeDep
+from haggler.api.deps import PrincipalDep, Runtime, RuntimeDep
 from haggler.api.schemas import MAX_ID
 from haggler.store import base as store
 from haggler.store import experiments
 from haggler.store import metrics as metric_store
 from haggler.store import negotiations as negotiation_store
 from haggler.store import snapshots as snapshot_store
+from haggler.store.accounts import Principal, Role
 
 router = APIRouter(prefix="/api", tags=["events"])
 
 POLL_SECONDS = 1.0
 
 
-def current_state(runtime: Runtime, negotiation_id: int | None = None) -> dict[str, Any]:
+def current_state(
+    runtime: Runtime, principal: Principal, negotiation_id: int | None = None
+) -> dict[str, Any]:
     """What the pages care about, small enough to compare every second; with `negotiation_id`,
-    also how far that negotiation has got (a page following one negotiation's moves)."""
+    also how far that negotiation has got (a page following one negotiation's moves). Each role
+    gets its own share: an operator everything, a purchaser its own negotiations, a seller the
+    negotiation it follows (if it is party to it)."""
     followed: dict[str, Any] | None = None
+    operator = principal.role is Role.OPERATOR
+    mine = negotiation_store.NegotiationFilter(
+        purchaser_id=principal.account_id if principal.role is Role.PURCHASER else None,
+        seller_account_id=principal.account_id if principal.role is Role.SELLER else None,
+    )
     with runtime.sessions() as session:
         if negotiation_id is not None:
+            followed = {"turns": None, "finished": None}
             try:
-                state = negotiation_store.get_negotiation(
+                stored = negotiation_store.get_negotiation(
                     negotiation_id, session=session, with_decisions=False
-                ).state
-                followed = {"turns": len(state.transcript), "finished": state.is_over}
+                )
+                party = operator or principal.account_id in (
+                    stored.purchaser_id if principal.role is Role.PURCHASER else None,
+                    stored.seller.account_id if principal.role is Role.SELLER else None,
+                )
+                if party:
+                    followed = {
+                        "turns": len(stored.state.transcript),
+                        "finished": stored.state.is_over,
+                    }
             except store.NotFound:
-                followed = {"turns": None, "finished": None}
+                pass
         newest, negotiations = negotiation_store.list_negotiations(
-            session=session, where=negotiation_store.NegotiationFilter(), limit=1
+            session=session, where=mine, limit=1
         )
         _, finished = negotiation_store.list_negotiations(
-            session=session, where=negotiation_store.NegotiationFilter(status="finished"), limit=1
+            session=session, where=dataclasses.replace(mine, status="finished"), limit=1
         )
+        if not operator:
+            return {
+                "negotiations": negotiations,
+                "finished": finished,
+                "newest_id": newest[0].id if newest else None,
+                **({"negotiation": followed} if followed is not None else {}),
+            }
         updates = metric_store.training_history(session=session, limit=1)
         safety = _safety_state(session)
     update = updates[-1] if updates else None
@@ -92,6 +119,7 @@ def _safety_state(session: Session) -> dict[str, Any]:
 async def events(
     request: Request,
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     negotiation: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> EventSourceResponse:
     shutdown = anyio.Event()  # set when the server stops: the stream ends cleanly
@@ -99,7 +127,7 @@ async def events(
     async def stream() -> AsyncIterator[ServerSentEvent]:
         last: dict[str, Any] | None = None
         while not shutdown.is_set() and not await request.is_disconnected():
-            state = current_state(runtime, negotiation)
+            state = current_state(runtime, principal, negotiation)
             if state != last:
                 yield ServerSentEvent(data=json.dumps(state), event="update")
                 last = state

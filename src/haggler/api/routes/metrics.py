@@ -5,19 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from haggler.api.deps import RuntimeDep
+from haggler.api.deps import OPERATORS, RuntimeDep, require_operator
 from haggler.serving.service import NegotiationService
 from haggler.store import counters
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
 
-router = APIRouter(tags=["operations"])
+# Operators' pages: every route here needs an operator account.
+router = APIRouter(
+    tags=["operations"], dependencies=[Depends(require_operator)], responses=OPERATORS
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

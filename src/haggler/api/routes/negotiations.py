@@ -24,7 +24,17 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect
 
-from haggler.api.deps import Runtime, RuntimeDep, SessionDep, bearer, hash_token
+from haggler.api.deps import (
+    PrincipalDep,
+    PurchaserDep,
+    Runtime,
+    RuntimeDep,
+    SessionDep,
+    bearer,
+    hash_token,
+    principal_of,
+    unauthorized,
+)
 from haggler.api.routes.catalogue import product_out
 from haggler.api.schemas import (
     MAX_ID,
@@ -48,15 +58,23 @@ from haggler.core.negotiation import (
 )
 from haggler.core.sellers import make_seller
 from haggler.serving import turns
+from haggler.store import accounts
 from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
 from haggler.store import negotiations as negotiation_store
+from haggler.store.accounts import Principal, Role
 
 router = APIRouter(prefix="/api/negotiations", tags=["negotiations"])
 
 NegotiationId = Annotated[int, Path(ge=1, le=MAX_ID, description="The negotiation's id.")]
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such negotiation."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such negotiation (or not one of yours)."}
+}
+AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No token or login."},
+    403: {"description": "This account's role may not do this."},
+}
 
 
 def _turns(state: NegotiationState) -> list[TurnOut]:
@@ -113,6 +131,8 @@ def seller_view(stored: negotiation_store.StoredNegotiation) -> SellerViewOut:
         quantity=state.terms.quantity,
         status="finished" if state.is_over else "open",
         to_move=to_move.value if to_move else None,
+        max_rounds=state.terms.max_rounds,
+        rounds_left=state.rounds_left,
         transcript=_turns(state),
         outcome=state.outcome.value if state.outcome else None,
         deal_price=store.money_decimal(state.deal_price) if state.deal_price is not None else None,
@@ -128,11 +148,28 @@ def seller_view(stored: negotiation_store.StoredNegotiation) -> SellerViewOut:
         "transcript. With an external seller the caller is the seller: the answer holds a seller "
         "token and the agent's first move; send each further move to `/{id}/moves`."
     ),
-    responses={404: {"description": "No such product."}},
+    responses={
+        404: {"description": "No such product."},
+        409: {"description": "The product is archived."},
+        422: {"description": "Bad input, or the named seller account is not a seller."},
+        **AUTH,
+    },
 )
 async def start(
-    body: NegotiationIn, runtime: RuntimeDep, session: SessionDep
+    body: NegotiationIn, runtime: RuntimeDep, session: SessionDep, purchaser: PurchaserDep
 ) -> NegotiationOut | ExternalStartOut:
+    return await open_for(body, purchaser.account_id, runtime, session)
+
+
+async def open_for(
+    body: NegotiationIn,
+    purchaser_id: int,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    seller_account_id: int | None = None,
+) -> NegotiationOut | ExternalStartOut:
+    """Open a negotiation for the purchaser account `purchaser_id` (and play it to its end
+    with a simulated seller)."""
     product = runtime.products.get(body.product_id)
     if product is None:  # products never change once stored: each is read once per process
         try:
@@ -152,9 +189,13 @@ async def start(
     version = service.snapshot.version
     created_at = datetime.now(UTC)
     if body.seller.kind == "external":
+        if body.seller.account is not None:
+            seller_account_id = _seller_account(body.seller.account, session)
         token = secrets.token_urlsafe(24)
         state = open_negotiation(terms, float(body.seller.asking_price))
-        seller = negotiation_store.SellerInfo("external", token_hash=hash_token(token))
+        seller = negotiation_store.SellerInfo(
+            "external", token_hash=hash_token(token), account_id=seller_account_id
+        )
         negotiation_id = negotiation_store.create_negotiation(
             state,
             session=session,
@@ -162,6 +203,7 @@ async def start(
             seller=seller,
             model_version=version,
             created_at=created_at,
+            purchaser_id=purchaser_id,
         )
         version = turns.choose_arm(service, negotiation_id, version, session=session)
         state = turns.play_turn(
@@ -169,7 +211,16 @@ async def start(
         )
         session.commit()
         stored = negotiation_store.StoredNegotiation(
-            negotiation_id, product, seller, state, version, None, created_at, None, ()
+            negotiation_id,
+            product,
+            seller,
+            state,
+            version,
+            None,
+            created_at,
+            None,
+            (),
+            purchaser_id,
         )
         if not state.is_over:
             runtime.open_negotiations[negotiation_id] = stored
@@ -189,11 +240,24 @@ async def start(
         seller=negotiation_store.SellerInfo("simulated", body.seller.strategy, seed),
         model_version=version,
         created_at=created_at,
+        purchaser_id=purchaser_id,
     )
     version = turns.choose_arm(service, negotiation_id, version, session=session)
     turns.play_simulated(service, negotiation_id, state, persona, version=version, session=session)
     session.commit()
     return negotiation_out(negotiation_store.get_negotiation(negotiation_id, session=session))
+
+
+def _seller_account(name: str, session: Session) -> int:
+    try:
+        account = accounts.get_account(name, session=session)
+    except store.NotFound:
+        account = None
+    if account is None or account.role is not Role.SELLER or account.disabled:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"no seller account named {name!r}"
+        )
+    return account.id
 
 
 class LeanRoute(APIRoute):
@@ -211,6 +275,7 @@ class LeanRoute(APIRoute):
 
         async def handler(request: Request) -> Response:
             problems: list[dict[str, Any]] = []
+            key = request.headers.get("idempotency-key")
             try:
                 negotiation_id = id_adapter.validate_python(request.path_params["negotiation_id"])
             except ValidationError as error:
@@ -226,10 +291,7 @@ class LeanRoute(APIRoute):
             if problems:  # FastAPI's own 422
                 raise RequestValidationError(problems)
             response: Response = await endpoint(
-                negotiation_id=negotiation_id,
-                body=body,
-                request=request,
-                authorization=request.headers.get("authorization"),
+                negotiation_id=negotiation_id, body=body, request=request, idempotency_key=key
             )
             return response
 
@@ -246,7 +308,19 @@ async def seller_move(
     body: SellerMoveIn,
     request: Request,
     authorization: Annotated[
-        str | None, Header(description="`Bearer <seller token>` of this negotiation.")
+        str | None,
+        Header(
+            description="`Bearer <token>`: this negotiation's seller token, or a token of the "
+            "seller account party to it."
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=MAX_IDEMPOTENCY_KEY,
+            description="Any unique string (a UUID): a retry with the same key and the same "
+            "move gets the first answer again and changes nothing.",
+        ),
     ] = None,
 ) -> Response:
     # The service's hot path, so leaner than the other routes: its parameters are read by
@@ -254,9 +328,12 @@ async def seller_move(
     # answer is serialised once, by pydantic.
     started = time.perf_counter()
     runtime: Runtime = request.app.state.runtime
-    token = bearer(authorization)
+    key = _idempotency_key(idempotency_key)
     with runtime.engine.connect() as connection:
-        state, stored = _move(runtime, negotiation_id, body, token, connection)
+        moved = _move(runtime, negotiation_id, body, request, connection, key)
+    if isinstance(moved, str):  # a retry: the first answer again
+        return Response(moved, media_type="application/json")
+    state, stored, answer = moved
     stored = dataclasses.replace(stored, state=state)
     if state.is_over:
         runtime.open_negotiations.pop(negotiation_id, None)
@@ -264,8 +341,21 @@ async def seller_move(
         runtime.open_negotiations[negotiation_id] = stored
     if runtime.turn_latency is not None:
         runtime.turn_latency.observe(time.perf_counter() - started)
-    # The answer is built from the state just committed: no second read of the negotiation.
-    return Response(seller_view(stored).model_dump_json(), media_type="application/json")
+    return Response(answer, media_type="application/json")
+
+
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _idempotency_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or not key.isprintable():
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable characters",
+        )
+    return key
 
 
 router.add_api_route(
@@ -279,7 +369,11 @@ router.add_api_route(
         **NOT_FOUND,
         401: {"description": "No seller token."},
         403: {"description": "The token is not this negotiation's."},
-        409: {"description": "Not the seller's turn, or the negotiation is over."},
+        409: {
+            "description": "Not the seller's turn, the negotiation is over, or it moved on "
+            "since `expected_turns` (another move was applied first)."
+        },
+        422: {"description": "Bad input, or an Idempotency-Key reused with a different move."},
     },
 )
 
@@ -288,18 +382,36 @@ def _move(
     runtime: Runtime,
     negotiation_id: int,
     body: SellerMoveIn,
-    token: str | None,
+    request: Request,
     connection: Connection,
-) -> tuple[NegotiationState, negotiation_store.StoredNegotiation]:
-    """The seller's move and the agent's answer, committed; a copy of the negotiation this
-    process kept is checked by the store and, if stale, read again and the move replayed."""
+    key: str | None,
+) -> tuple[NegotiationState, negotiation_store.StoredNegotiation, str] | str:
+    """The seller's move and the agent's answer, committed: (the new state, the negotiation,
+    the answer as JSON); or, for a retry of a move sent with the same idempotency key, that
+    move's answer. A copy of the negotiation this process kept is checked by the store and, if
+    stale, read again and the move replayed."""
     stored = runtime.open_negotiations.get(negotiation_id)
     from_cache = stored is not None
+    request_hash = hash_token(body.model_dump_json())
     while True:
         if stored is None:
             with Session(connection) as reader:
                 stored = _get(negotiation_id, reader, with_decisions=False)
-        _check_seller(stored, token)
+        check_seller(runtime, request, stored, moving=True)
+        if key is not None:
+            kept = _kept_answer(negotiation_id, key, request_hash, connection)
+            if kept is not None:
+                return kept
+        expected = body.expected_turns
+        if expected is not None and expected != len(stored.state.transcript):
+            if from_cache:  # this process's copy may be stale: read again, then judge
+                stored, from_cache = None, False
+                continue
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"the negotiation has moved on: its transcript has "
+                f"{len(stored.state.transcript)} moves, not {expected}; read it and move again",
+            )
         action = _seller_action(body)
         try:
             state = turns.play_turn(
@@ -310,12 +422,22 @@ def _move(
                 version=stored.model_version,
                 session=connection,
             )
+            # The answer is built from the state just written: no second read.
+            answer = seller_view(dataclasses.replace(stored, state=state)).model_dump_json()
+            if key is not None:
+                negotiation_store.keep_reply(
+                    negotiation_id, key, request_hash, answer, session=connection
+                )
             connection.commit()
-            return state, stored
+            return state, stored, answer
         except store.Conflict as error:
             connection.rollback()
             runtime.open_negotiations.pop(negotiation_id, None)
             if not from_cache:
+                if key is not None:  # the same move sent twice at once: the first one's answer
+                    kept = _kept_answer(negotiation_id, key, request_hash, connection)
+                    if kept is not None:
+                        return kept
                 raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
             stored, from_cache = None, False  # this process's copy may be stale: read, retry
         except ProtocolError:
@@ -324,21 +446,63 @@ def _move(
             raise
 
 
-def _check_seller(stored: negotiation_store.StoredNegotiation, token: str | None) -> None:
-    """Only the external seller of this negotiation, with its token, may move in it."""
-    if stored.seller.kind != "external":
-        raise HTTPException(status.HTTP_409_CONFLICT, "this negotiation's seller is simulated")
-    if token is None:
+def _kept_answer(
+    negotiation_id: int, key: str, request_hash: str, connection: Connection
+) -> str | None:
+    kept = negotiation_store.kept_reply(negotiation_id, key, session=connection)
+    if kept is None:
+        return None
+    if kept[0] != request_hash:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "send the seller token as `Authorization: Bearer <token>`",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "this Idempotency-Key came with another move; use a new key for a new move",
         )
-    expected = stored.seller.token_hash or ""
-    if not hmac.compare_digest(expected.encode(), hash_token(token).encode()):
+    return kept[1]
+
+
+def check_seller(
+    runtime: Runtime,
+    request: Request,
+    stored: negotiation_store.StoredNegotiation,
+    *,
+    moving: bool,
+) -> None:
+    """Only this negotiation's external seller may move in it or read its seller's view: by the
+    negotiation's seller token, or as the seller account made party to it. Its purchaser and
+    operators may read the seller's view too (to see what the seller sees), never move."""
+    if moving and stored.seller.kind != "external":
+        raise HTTPException(status.HTTP_409_CONFLICT, "this negotiation's seller is simulated")
+    token = bearer(request.headers.get("authorization"))
+    if token is not None and stored.seller.token_hash is not None:
+        expected = stored.seller.token_hash.encode()
+        if hmac.compare_digest(expected, hash_token(token).encode()):
+            return
+    if token is not None and not token.startswith(accounts.TOKEN_PREFIX):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "this seller token is not for this negotiation"
         )
+    principal = principal_of(runtime, request)
+    if principal is None:
+        raise unauthorized(
+            "send this negotiation's seller token as `Authorization: Bearer <token>`, "
+            "or a token of the seller account party to it"
+        )
+    if principal.role is Role.SELLER and principal.account_id == stored.seller.account_id:
+        return
+    if not moving and visible_to(principal, stored):
+        return
+    if moving and visible_to(principal, stored):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "only the negotiation's seller moves for the seller"
+        )
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"no negotiation {stored.id}")
+
+
+def visible_to(principal: Principal, stored: negotiation_store.StoredNegotiation) -> bool:
+    """Whether `principal` sees the negotiation as its purchaser does."""
+    return principal.role is Role.OPERATOR or (
+        principal.role is Role.PURCHASER and principal.account_id == stored.purchaser_id
+    )
 
 
 def _seller_action(body: SellerMoveIn) -> Action:
@@ -364,13 +528,41 @@ def _get(
 @router.get(
     "/{negotiation_id}", summary="One negotiation, as the purchaser sees it", responses=NOT_FOUND
 )
-async def read(negotiation_id: NegotiationId, session: SessionDep) -> NegotiationOut:
-    return negotiation_out(_get(negotiation_id, session))
+async def read(
+    negotiation_id: NegotiationId, session: SessionDep, principal: PrincipalDep
+) -> NegotiationOut:
+    stored = _get(negotiation_id, session)
+    if not visible_to(principal, stored):  # another's negotiation: as if there were none
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no negotiation {negotiation_id}")
+    return negotiation_out(stored)
 
 
-@router.get("", summary="Negotiations, newest first, with filters and paging")
+@router.get(
+    "/{negotiation_id}/seller",
+    summary="One negotiation, as its seller sees it (never the buyer's limit)",
+    description=(
+        "For the negotiation's seller: its seller token, or the seller account party to it. "
+        "Its purchaser and operators may read it too."
+    ),
+    responses={**NOT_FOUND, 401: {"description": "No token or login."}},
+)
+async def read_as_seller(
+    negotiation_id: NegotiationId, request: Request, runtime: RuntimeDep, session: SessionDep
+) -> SellerViewOut:
+    stored = _get(negotiation_id, session, with_decisions=False)
+    check_seller(runtime, request, stored, moving=False)
+    return seller_view(stored)
+
+
+@router.get(
+    "",
+    summary="Negotiations, newest first, with filters and paging",
+    description="A purchaser's own negotiations; every negotiation for an operator.",
+    responses=AUTH,
+)
 async def list_negotiations(
     session: SessionDep,
+    purchaser: PurchaserDep,
     product_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     outcome: Literal["deal", "buyer_walked", "seller_walked", "deadline"] | None = None,
     status_: Annotated[Literal["open", "finished"] | None, Query(alias="status")] = None,
@@ -379,7 +571,14 @@ async def list_negotiations(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> NegotiationPage:
-    where = negotiation_store.NegotiationFilter(product_id, outcome, status_, seller, model_version)
+    where = negotiation_store.NegotiationFilter(
+        product_id,
+        outcome,
+        status_,
+        seller,
+        model_version,
+        purchaser_id=purchaser.account_id if purchaser.role is Role.PURCHASER else None,
+    )
     items, total = negotiation_store.list_negotiations(
         session=session, where=where, limit=limit, offset=offset
     )

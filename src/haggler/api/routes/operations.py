@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy.orm import Session
 
-from haggler.api.deps import OperatorDep, Runtime, RuntimeDep, SessionDep
+from haggler.api.deps import (
+    OPERATORS,
+    OperatorDep,
+    Runtime,
+    RuntimeDep,
+    SessionDep,
+    require_operator,
+)
 from haggler.api.schemas import (
     CheckpointOut,
     Estimate,
@@ -34,12 +41,15 @@ from haggler.store import counters, maintenance
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
 
-router = APIRouter(prefix="/api", tags=["operations"])
+# Operators' pages: every route here needs an operator account.
+router = APIRouter(
+    prefix="/api",
+    tags=["operations"],
+    dependencies=[Depends(require_operator)],
+    responses=OPERATORS,
+)
 
-AUTH: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No operator token."},
-    403: {"description": "Wrong operator token, or none configured."},
-}
+AUTH = OPERATORS
 
 
 def _estimate(values: list[float] | list[int]) -> Estimate:

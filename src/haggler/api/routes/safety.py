@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from starlette.concurrency import run_in_threadpool
 
-from haggler.api.deps import OperatorDep, RuntimeDep, SessionDep
+from haggler.api.deps import OPERATORS, OperatorDep, RuntimeDep, SessionDep, require_operator
 from haggler.api.routes.operations import AUTH
 from haggler.api.schemas import (
     MAX_ID,
@@ -25,7 +25,13 @@ from haggler.store import base as store
 from haggler.store import experiments, versions
 from haggler.store import snapshots as snapshot_store
 
-router = APIRouter(prefix="/api", tags=["safe learning"])
+# Operators' pages: every route here needs an operator account.
+router = APIRouter(
+    prefix="/api",
+    tags=["safe learning"],
+    dependencies=[Depends(require_operator)],
+    responses=OPERATORS,
+)
 
 TestId = Annotated[int, Path(ge=1, le=MAX_ID, description="The A/B test's id.")]
 Version = Annotated[int, Path(ge=1, le=MAX_ID, description="A model version.")]

@@ -9,10 +9,14 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, { body, token } = {}) {
+// The page's CSRF token: requests that change something and go by the session cookie carry it.
+const csrfToken = document.querySelector('meta[name="csrf-token"]')?.content;
+
+export async function api(method, path, { body, token, signingIn = false } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
+  else if (csrfToken && method !== "GET") headers["X-CSRF-Token"] = csrfToken;
   let response;
   try {
     response = await fetch(path, {
@@ -24,6 +28,10 @@ export async function api(method, path, { body, token } = {}) {
     throw new ApiError(0, "The service cannot be reached. Is it running?");
   }
   const data = await response.json().catch(() => null);
+  if (response.status === 401 && !token && !signingIn) {
+    // The session ended (expired, or signed out elsewhere): sign in again, then come back.
+    location.assign(`/login?${new URLSearchParams({ next: location.pathname })}`);
+  }
   if (!response.ok) throw new ApiError(response.status, data?.detail ?? response.statusText);
   return data;
 }

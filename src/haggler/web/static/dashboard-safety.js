@@ -2,7 +2,7 @@
 // decision, past tests, model versions and candidates evaluated or A/B tested on demand, and
 // the notice of the last rollback.
 import { api, clearErrors, el, label, MODEL_SOURCES, pct, showError, when } from "./common.js";
-import { askOperator, forgetToken, isAuthError, rememberedToken } from "./operator-dialog.js";
+import { askOperator } from "./operator-dialog.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -265,39 +265,19 @@ function setEvaluating(version) {
   box.hidden = false;
 }
 
+// Judging a version changes nothing: it runs at once, without a confirmation.
 async function evaluate(version) {
-  const run = async (token) => {
-    setEvaluating(version);
-    try {
-      renderEvaluation(await api("POST", `/api/models/${version}/evaluate`, { token }));
-    } catch (error) {
-      if (isAuthError(error)) {
-        $("evaluation").hidden = true;
-        throw error; // shown next to the token
-      }
-      const box = $("evaluation");
-      box.className = "evaluation result no-deal";
-      box.removeAttribute("aria-busy");
-      box.replaceChildren(el("p", { class: "error", role: "alert" }, `Could not evaluate version ${version}: ${error.message}`));
-    } finally {
-      setEvaluating(null);
-    }
-  };
-  if (rememberedToken()) {
-    try {
-      await run(rememberedToken());
-      return;
-    } catch {
-      forgetToken(); // asked again below
-    }
+  setEvaluating(version);
+  try {
+    renderEvaluation(await api("POST", `/api/models/${version}/evaluate`));
+  } catch (error) {
+    const box = $("evaluation");
+    box.className = "evaluation result no-deal";
+    box.removeAttribute("aria-busy");
+    box.replaceChildren(el("p", { class: "error", role: "alert" }, `Could not evaluate version ${version}: ${error.message}`));
+  } finally {
+    setEvaluating(null);
   }
-  askOperator({
-    title: `Evaluate version ${version}?`,
-    message: `Version ${version} is judged as the gate would judge it, against the serving version ${safety?.serving_version ?? "?"}: on the newest logged negotiations and on held-out simulated sellers. It takes a second or two and changes nothing.`,
-    confirm: "Evaluate",
-    busy: "Evaluating…",
-    action: run,
-  });
 }
 
 $("candidates").addEventListener("click", (event) => {

@@ -1,26 +1,18 @@
-// The operator's confirmation on the dashboard: a dialog that asks for the operator token (and,
-// for decisions, a reason) before an action runs, and remembers the token of the last action
-// that succeeded on this page.
+// The operator's confirmation on the dashboard: a dialog that says what an action will do (and,
+// for decisions, asks why) before it runs. The operator is signed in: the session cookie and the
+// page's CSRF token authorise the action.
 import { ApiError, clearErrors, showError } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const dialog = $("operator-dialog");
 const dialogForm = $("operator-form");
-const tokenInput = $("operator-token");
 
-let knownToken = null; // the operator token of the last action that succeeded on this page
 let pending = null;
 
 export const isAuthError = (error) => error instanceof ApiError && (error.status === 401 || error.status === 403);
 
-export const rememberedToken = () => knownToken;
-
-export function forgetToken() {
-  knownToken = null;
-}
-
-// `reason`: also ask why (kept with the decision); `form`: where errors other than the token's
-// are shown (the dialog closes); `busy`: the confirm button's text while the action runs.
+// `reason`: also ask why (kept with the decision); `form`: where errors are shown once the dialog
+// closes; `busy`: the confirm button's text while the action runs.
 export function askOperator({ title, message, confirm, action, reason = false, form = null, busy = null }) {
   clearErrors(dialogForm);
   $("dialog-title").textContent = title;
@@ -30,7 +22,7 @@ export function askOperator({ title, message, confirm, action, reason = false, f
   $("reason").value = "";
   pending = { action, reason, form, confirm, busy };
   dialog.showModal();
-  (reason ? $("reason") : tokenInput).focus();
+  (reason ? $("reason") : $("dialog-confirm")).focus();
 }
 
 dialogForm.addEventListener("submit", async (event) => {
@@ -42,22 +34,14 @@ dialogForm.addEventListener("submit", async (event) => {
     showError(dialogForm, new Error("Say why: the reason is kept with the decision."), { fallbackField: "reason" });
     return;
   }
-  const token = tokenInput.value.trim();
-  if (!token) {
-    showError(dialogForm, new Error("Enter the operator token."), { fallbackField: "operator-token" });
-    return;
-  }
   const button = $("dialog-confirm");
   button.disabled = true;
   if (busy) button.textContent = busy;
   try {
-    await action(token, { reason: why });
-    knownToken = token;
+    await action(null, { reason: why });
     dialog.close();
   } catch (error) {
-    if (isAuthError(error)) showError(dialogForm, error, { fallbackField: "operator-token" });
-    else if (form) {
-      knownToken = token;
+    if (form && !isAuthError(error)) {
       dialog.close();
       showError(form, error);
     } else showError(dialogForm, error);
