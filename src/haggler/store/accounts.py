@@ -222,10 +222,17 @@ def list_tokens(*, session: Session, account: str | None = None) -> list[TokenIn
     ]
 
 
-def revoke_token(token_id: int, *, session: Session) -> TokenInfo:
+def revoke_token(token_id: int, *, session: Session, in_use: str | None = None) -> TokenInfo:
+    """Revoke a token; Conflict if it is `in_use` (the secret the request came with: an
+    operator revoking their own token would lock themselves out)."""
     token = session.get(ApiTokenRow, token_id)
     if token is None:
         raise NotFound(f"no token {token_id}")
+    if in_use is not None and token.token_hash == token_hash(in_use):
+        raise Conflict(
+            "this is the token the request came with: revoke it with another one, or with "
+            "`haggler users revoke`"
+        )
     if token.revoked_at is None:
         token.revoked_at = datetime.now(UTC)
     account = session.get(AccountRow, token.account_id)

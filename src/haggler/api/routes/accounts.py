@@ -16,6 +16,7 @@ from haggler.api.deps import (
     PrincipalDep,
     RuntimeDep,
     SessionDep,
+    bearer,
 )
 from haggler.store import accounts
 from haggler.store import base as store
@@ -251,18 +252,25 @@ async def issue_token(
 @router.delete(
     "/tokens/{token_id}",
     summary="Revoke a token (operators): refused from then on",
-    responses={404: {"description": "No such token."}},
+    responses={
+        404: {"description": "No such token."},
+        409: {"description": "The token this request came with."},
+    },
 )
 async def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    request: Request,
     runtime: RuntimeDep,
     session: SessionDep,
     _operator: OperatorDep,
 ) -> TokenOut:
+    in_use = bearer(request.headers.get("authorization"))
     try:
-        token = accounts.revoke_token(token_id, session=session)
+        token = accounts.revoke_token(token_id, session=session, in_use=in_use)
     except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except store.Conflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     session.commit()
     runtime.principals.clear()
     return _token_out(token)
