@@ -41,6 +41,7 @@ NAV = (
     ("/negotiations", "Negotiations", (Role.PURCHASER, Role.OPERATOR)),
     ("/sell", "Sell to the agent", (Role.SELLER, Role.OPERATOR)),
     ("/dashboard", "Dashboard", (Role.OPERATOR,)),
+    ("/accounts", "Accounts", (Role.OPERATOR,)),
 )
 BUYING = (Role.PURCHASER, Role.OPERATOR)
 
@@ -135,6 +136,11 @@ async def sell(request: Request) -> Response:
 @router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard(request: Request) -> Response:
     return _page(request, "dashboard.html", (Role.OPERATOR,), title="Dashboard")
+
+
+@router.get("/accounts", response_class=HTMLResponse)
+async def accounts_page(request: Request) -> Response:
+    return _page(request, "accounts.html", (Role.OPERATOR,), title="Accounts")
 
 
 @router.get("/vendor/plotly.min.js")
