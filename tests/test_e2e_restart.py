@@ -15,6 +15,10 @@ from haggler.config import DQNConfig
 from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
+OPERATOR_TOKEN = "op"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+"""Every request goes as the operator, but the seller's moves (the negotiation's seller token)."""
+
 
 @pytest.fixture
 def workdir(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, dict[str, str]]]:
@@ -26,15 +30,21 @@ def workdir(tmp_path: Path, database_url: str) -> Iterator[tuple[Path, dict[str,
         "ENABLE_TRAINING": "true",
         "REPLAY_ANCHOR_NEGOTIATIONS": "20",  # the learner's simulated experience, kept brief
         "SAVE_INTERVAL": "1",
-        "OPERATOR_TOKEN": "op",
+        "OPERATOR_TOKEN": OPERATOR_TOKEN,
     }
     yield tmp_path, env
 
 
-def post(server: Server, path: str, body: dict[str, Any], token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+def post(server: Server, path: str, body: dict[str, Any], token: str = OPERATOR_TOKEN) -> Any:
+    headers = {"Authorization": f"Bearer {token}"}
     response = httpx.post(f"{server.url}{path}", json=body, headers=headers, timeout=10)
     assert response.status_code < 300, response.text
+    return response.json()
+
+
+def get(server: Server, path: str, **params: Any) -> Any:
+    response = httpx.get(f"{server.url}{path}", params=params, headers=OPERATOR, timeout=10)
+    assert response.status_code == 200, response.text
     return response.json()
 
 
@@ -70,12 +80,14 @@ def test_a_killed_server_comes_back_with_everything(workdir: tuple[Path, dict[st
             {"move": "counter", "price": "500"},
             token,
         )
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{server.url}/api/training").json()["negotiations_trained"] < 3:
+        # The learner starts (torch included) and trains at a low CPU priority: with the two
+        # cores busy it took 30 s to train on these three.
+        deadline = time.monotonic() + 60
+        while get(server, "/api/training")["negotiations_trained"] < 3:
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        version = httpx.get(f"{server.url}/api/models").json()[0]["version"]
-        while httpx.get(f"{server.url}/api/training").json()["model_version"] != version:
+        version = get(server, "/api/models")[0]["version"]
+        while get(server, "/api/training")["model_version"] != version:
             assert time.monotonic() < deadline  # serving follows the learner within a poll
             time.sleep(0.05)
     finally:
@@ -83,13 +95,13 @@ def test_a_killed_server_comes_back_with_everything(workdir: tuple[Path, dict[st
 
     server = Server(env, cwd)
     try:
-        listing = httpx.get(f"{server.url}/api/negotiations", params={"limit": 10}).json()
+        listing = get(server, "/api/negotiations", limit=10)
         assert listing["total"] == 4
         for before in finished:
-            assert httpx.get(f"{server.url}/api/negotiations/{before['id']}").json() == before
-        view = httpx.get(f"{server.url}/api/negotiations/{negotiation_id}").json()
+            assert get(server, f"/api/negotiations/{before['id']}") == before
+        view = get(server, f"/api/negotiations/{negotiation_id}")
         assert view["transcript"] == answered["transcript"]
-        status = httpx.get(f"{server.url}/api/training").json()
+        status = get(server, "/api/training")
         assert status["replay_buffer_size"] == sum(n["result"]["rounds"] for n in finished)
         assert status["model_version"] == version
         assert status["negotiations_trained"] == 3

@@ -18,7 +18,9 @@ from haggler.core.features import BuyerMove
 from haggler.learning.dqn import BuyerAgent
 from servers import Server
 
-OPERATOR = {"Authorization": "Bearer op"}
+OPERATOR_TOKEN = "op"
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+"""Every request goes as the operator."""
 
 
 def negotiate(
@@ -31,6 +33,7 @@ def negotiate(
             "max_unit_price": limit,
             "seller": {"kind": "simulated", "strategy": "linear", "seed": seed},
         },
+        headers=OPERATOR,
         timeout=10,
     )
     assert response.status_code == 201, response.text
@@ -38,7 +41,7 @@ def negotiate(
 
 
 def get(server: Server, path: str, **params: Any) -> Any:
-    response = httpx.get(f"{server.url}{path}", params=params, timeout=10)
+    response = httpx.get(f"{server.url}{path}", params=params, headers=OPERATOR, timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -57,7 +60,7 @@ def test_gated_learning_judges_each_checkpoint_and_ab_tests_split_by_id(
         "EXPLORATION": "safe",
         "SAVE_INTERVAL": "5",
         "GATE_INTERVAL": "5",
-        "OPERATOR_TOKEN": "op",
+        "OPERATOR_TOKEN": OPERATOR_TOKEN,
     }
     server = Server(env, tmp_path)
     try:
@@ -123,7 +126,7 @@ def test_a_restored_model_that_loses_every_deal_is_rolled_back_within_a_minute(
     quitter = tmp_path / "models" / "checkpoints" / "buyer_agent_n1_20261124_120000.pth"
     fixed_model(BuyerMove.WALK_AWAY).save_model(quitter)
     env = {key: value for key, value in os.environ.items() if not key.startswith("HAGGLER_")}
-    env |= {"DATABASE_URL": database_url, "OPERATOR_TOKEN": "op", "ROLLBACK_WINDOW": "30"}
+    env |= {"DATABASE_URL": database_url, "OPERATOR_TOKEN": OPERATOR_TOKEN, "ROLLBACK_WINDOW": "30"}
     server = Server(env, tmp_path)
     try:
         good = get(server, "/api/safety")["serving_version"]

@@ -2,7 +2,8 @@
 started on a free port with a temporary SQLite store and a small model.
 
 Every page is screenshotted at 1280x800 and at a phone size into build/screenshots/, and every page
-a test opens must leave the browser console free of errors.
+a test opens must leave the browser console free of errors. The pages are opened signed in as an
+operator (who may see every page); the API is called with OPERATOR_TOKEN.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -22,7 +24,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from haggler.config import DQNConfig
 from haggler.learning.dqn import BuyerAgent
-from servers import Server
+from servers import HAGGLER, Server
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -37,6 +39,10 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 SIZES = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 OPERATOR_TOKEN = "operator-secret"
+AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+OPERATOR_NAME = "dana.ops"
+OPERATOR_PASSWORD = "correct horse battery"
+"""The operator account the pages sign in as (created before the server starts)."""
 TIMEOUT_MS = 20_000
 
 
@@ -56,6 +62,16 @@ def start_server(workdir: Path, **settings: str) -> Server:
         "REPLAY_ANCHOR_NEGOTIATIONS": "20",
         **settings,
     }
+    subprocess.run(
+        [str(HAGGLER), "users", "add", OPERATOR_NAME, "--role", "operator", "--password-stdin"],
+        input=f"{OPERATOR_PASSWORD}\n",
+        env=env,
+        cwd=workdir,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return Server(env, workdir)
 
 
@@ -90,7 +106,7 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-OpenPage = Callable[[str], Page]
+OpenPage = Callable[..., Page]
 
 
 class Console:
@@ -113,15 +129,36 @@ def console() -> Console:
     return Console()
 
 
-@pytest.fixture
-def open_page(browser: Browser, console: Console) -> Iterator[OpenPage]:
-    """Pages at a given size; each must end with no error in the browser console."""
-    contexts = []
+def the_server(request: pytest.FixtureRequest) -> Server | None:
+    """The server the requesting test uses (its `server` or `training_server` fixture)."""
+    for name in ("server", "training_server"):
+        if name in request.fixturenames:
+            server: Server = request.getfixturevalue(name)
+            return server
+    return None
 
-    def open_(size: str) -> Page:
+
+@pytest.fixture
+def open_page(
+    browser: Browser, console: Console, request: pytest.FixtureRequest
+) -> Iterator[OpenPage]:
+    """Pages at a given size, each in a browser of its own signed in as the operator (unless
+    `signed_in=False`); each must end with no error in the browser console."""
+    contexts = []
+    server = the_server(request)
+
+    def open_(size: str, *, signed_in: bool = True) -> Page:
         context = browser.new_context(viewport=SIZES[size])  # type: ignore[arg-type]
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
+        if signed_in:
+            assert server is not None, "a signed-in page needs the test's server"
+            # The context's request client shares its cookies: the session cookie is set.
+            answer = context.request.post(
+                f"{server.url}/api/session",
+                data={"name": OPERATOR_NAME, "password": OPERATOR_PASSWORD},
+            )
+            assert answer.ok, answer.text()
         page = context.new_page()
         page.on(
             "console",
@@ -163,7 +200,9 @@ def shoot(page: Page, name: str) -> None:
 
 
 def api(server: Server, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{server.url}{path}", timeout=10, **kwargs)
+    """The API as the operator (OPERATOR_TOKEN)."""
+    headers = {**AUTH, **kwargs.pop("headers", {})}
+    response = httpx.request(method, f"{server.url}{path}", headers=headers, timeout=10, **kwargs)
     assert response.status_code < 300, response.text
     return response.json()
 
@@ -184,6 +223,43 @@ def simulated(server: Server, seed: int, strategy: str = "conceder") -> dict[str
     }
     result: dict[str, Any] = api(server, "POST", "/api/negotiations", json=body)
     return result
+
+
+# --- signing in ------------------------------------------------------------------------------
+
+
+def test_a_signed_out_operator_signs_in_to_the_dashboard_and_out_again(
+    server: Server, open_page: OpenPage, console: Console
+) -> None:
+    console.provoked |= {401}  # the answer to the wrong password
+    page = open_page("desktop", signed_in=False)
+    page.goto(f"{server.url}/dashboard")
+    expect(page).to_have_url(f"{server.url}/login?next=%2Fdashboard")
+    expect(page.locator("h1")).to_have_text("Sign in")
+    expect(page.locator("#sign-out")).to_have_count(0)
+
+    page.fill("#name", OPERATOR_NAME)
+    page.fill("#password", "not-the-password")
+    page.click("#sign-in-button")
+    expect_error(page, "password", "wrong name or password")
+    expect(page).to_have_url(f"{server.url}/login?next=%2Fdashboard")
+    shoot(page, "login-error-desktop")
+
+    page.fill("#password", OPERATOR_PASSWORD)
+    page.click("#sign-in-button")
+    expect(page).to_have_url(f"{server.url}/dashboard")
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    account = page.locator(".top .account")
+    expect(account).to_contain_text(OPERATOR_NAME)
+    expect(account).to_contain_text("operator")
+    expect(page.locator("#live-status")).to_contain_text("Live")  # the stream lets it in
+
+    page.click("#sign-out")
+    expect(page).to_have_url(f"{server.url}/login")
+    expect(page.locator("#sign-in-button")).to_be_visible()
+    # The session ended on the server too: the dashboard asks to sign in again.
+    page.goto(f"{server.url}/dashboard")
+    expect(page).to_have_url(f"{server.url}/login?next=%2Fdashboard")
 
 
 # --- the purchaser ---------------------------------------------------------------------------
@@ -386,7 +462,7 @@ NEGOTIATE_ERRORS = [
 def test_bad_input_in_every_form_shows_a_message_and_creates_nothing(
     server: Server, page: Page, console: Console
 ) -> None:
-    console.provoked |= {401, 403, 422}  # the answers to the bad input below
+    console.provoked |= {422}  # the answers to the bad input below
     before = total(server)
 
     page.goto(f"{server.url}/")
@@ -428,16 +504,13 @@ def test_bad_input_in_every_form_shows_a_message_and_creates_nothing(
     page.click("button[type=submit]")
     expect_error(page, "model_version", "Must be greater than or equal to 0")
 
+    # The operator's dialog changes nothing until confirmed.
     page.goto(f"{server.url}/dashboard")
     page.click("#toggle-training")
     expect(page.locator("#operator-dialog")).to_be_visible()
-    page.click("#dialog-confirm")
-    expect_error(page, "operator-token", "Enter the operator token")
-    page.fill("#operator-token", "not-the-token")
-    page.click("#dialog-confirm")
-    expect_error(page, "operator-token", "wrong operator token")
-    shoot(page, "dashboard-error-desktop")
+    expect(page.locator("#dialog-title")).to_have_text("Turn online training on?")
     page.click("#dialog-cancel")
+    expect(page.locator("#operator-dialog")).to_be_hidden()
     assert api(server, "GET", "/api/training")["enabled"] is False
     assert total(server) == before
 
@@ -489,7 +562,6 @@ def test_an_operator_restores_a_checkpoint_and_the_dashboard_shows_the_new_versi
     expect(oldest.locator("td").nth(1)).to_have_text(str(saved_as))
     oldest.get_by_role("button", name=f"Restore {name}").click()
     expect(page.locator("#dialog-message")).to_contain_text(name)
-    page.fill("#operator-token", OPERATOR_TOKEN)
     page.click("#dialog-confirm")
     expect(page.locator("#operator-dialog")).to_be_hidden()
     restored = api(server, "GET", "/api/training")["model_version"]
@@ -515,11 +587,14 @@ def test_every_page_at_both_sizes(server: Server, open_page: OpenPage, size: str
         "negotiation": (f"/negotiations/{played['id']}", "#transcript tbody tr"),
         "sell": ("/sell", "#chart .main-svg"),
         "dashboard": ("/dashboard", "#chart-reward .main-svg"),
+        "accounts": ("/accounts", "#accounts tbody tr"),
     }
     for name, (path, ready) in pages.items():
         page.goto(f"{server.url}{path}")
         expect(page.locator(ready).first).to_be_visible()
         expect(page.locator("nav a[aria-current=page]")).to_have_count(1)
+        expect(page.locator(".top .account .who")).to_contain_text(OPERATOR_NAME)
+        expect(page.locator("#sign-out")).to_be_visible()
         unlabelled = page.evaluate(
             "[...document.querySelectorAll('input, select')]"
             ".filter((e) => e.labels.length === 0).map((e) => e.id)"
@@ -559,7 +634,7 @@ def test_the_purchaser_form_works_from_the_keyboard(server: Server, page: Page) 
 
 
 def test_the_event_stream_sends_the_state_and_then_each_change(server: Server) -> None:
-    with httpx.stream("GET", f"{server.url}/api/events", timeout=15) as stream:
+    with httpx.stream("GET", f"{server.url}/api/events", headers=AUTH, timeout=15) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         lines = stream.iter_lines()
 

@@ -18,7 +18,7 @@ import httpx2 as httpx
 import pytest
 import test_web
 from playwright.sync_api import Page, Route, expect
-from test_web import OPERATOR_TOKEN, SCREENSHOTS, SIZES, OpenPage, api, simulated, start_server
+from test_web import AUTH, SCREENSHOTS, SIZES, OpenPage, api, simulated, start_server
 
 from haggler.config import DQNConfig
 from haggler.learning.dqn import BuyerAgent
@@ -29,7 +29,6 @@ browser = test_web.browser
 console = test_web.console
 open_page = test_web.open_page
 
-AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 CHECKPOINT = "buyer_agent_n10_20240101_120000.pth"
 
 
@@ -50,7 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         AUTO_ROLLBACK="false",
         LEARNER="thread",
     )
-    api(server, "POST", "/api/checkpoints/restore", json={"checkpoint": CHECKPOINT}, headers=AUTH)
+    api(server, "POST", "/api/checkpoints/restore", json={"checkpoint": CHECKPOINT})
     yield server
     server.stop()
 
@@ -60,7 +59,7 @@ def start_test(server: Server, split: float = 0.5) -> dict[str, Any]:
     serving = api(server, "GET", "/api/safety")["serving_version"]
     challenger = next(m for m in api(server, "GET", "/api/models") if m["version"] != serving)
     body = {"challenger_version": challenger["version"], "split": split}
-    test: dict[str, Any] = api(server, "POST", "/api/ab-tests", json=body, headers=AUTH)
+    test: dict[str, Any] = api(server, "POST", "/api/ab-tests", json=body)
     return test
 
 
@@ -91,12 +90,12 @@ def rejected_version(server: Server) -> int:
         for seed in range(4):
             simulated(server, seed, "tit_for_tat")
     body = {"decision": "reject", "reason": "not enough deals"}
-    api(server, "POST", f"/api/ab-tests/{test['id']}/decision", json=body, headers=AUTH)
+    api(server, "POST", f"/api/ab-tests/{test['id']}/decision", json=body)
     return int(test["challenger_version"])
 
 
 def confirm_as_operator(page: Page) -> None:
-    page.fill("#operator-token", OPERATOR_TOKEN)
+    """The signed-in operator confirms the dialog's action."""
     page.click("#dialog-confirm")
     expect(page.locator("#operator-dialog")).to_be_hidden()
 
@@ -160,9 +159,10 @@ def test_the_operator_promotes_the_challenger_of_the_running_ab_test(
     page.click("#promote-challenger")
     expect(page.locator("#dialog-title")).to_have_text(f"Promote version {challenger}?")
     expect(page.locator("#reason")).to_be_focused()
-    page.fill("#operator-token", OPERATOR_TOKEN)
     page.click("#dialog-confirm")
     expect(page.locator("#reason-error")).to_contain_text("Say why")
+    expect(page.locator("#operator-dialog")).to_be_visible()
+    assert api(server, "GET", f"/api/ab-tests/{test['id']}")["status"] == "running"
     page.fill("#reason", "better deals in the demo")
     confirm_as_operator(page)
 
@@ -192,10 +192,9 @@ def test_the_operator_evaluates_a_rejected_version_and_a_bad_split_starts_nothin
     expect(row).to_contain_text("rejected")
     expect(row.locator("td").first).to_have_text(str(version))
 
-    # Evaluate: the operator's token once, a busy state, then the gate's verdict and figures.
+    # Evaluate: at once (it changes nothing, so no dialog), then the gate's verdict and figures.
     row.get_by_role("button", name=f"Evaluate version {version}").click()
-    expect(page.locator("#dialog-title")).to_have_text(f"Evaluate version {version}?")
-    confirm_as_operator(page)
+    expect(page.locator("#operator-dialog")).to_be_hidden()
     title = page.locator("#evaluation-title")
     expect(title).to_contain_text(f"Version {version} against serving version {serving}")
     expect(title).to_contain_text("the gate")
@@ -226,13 +225,11 @@ def test_the_operator_evaluates_a_rejected_version_and_a_bad_split_starts_nothin
         expect(page.locator("#operator-dialog")).to_be_hidden()
     assert len(api(server, "GET", "/api/ab-tests")) == tests
 
-    # A good split starts the test (the token typed for the evaluation is remembered).
+    # A good split starts the test once the operator confirms.
     page.fill("#split", "0.25")
     page.keyboard.press("Enter")
     expect(page.locator("#dialog-title")).to_have_text(f"Start an A/B test of version {version}?")
-    expect(page.locator("#operator-token")).to_have_value(OPERATOR_TOKEN)
-    page.click("#dialog-confirm")
-    expect(page.locator("#operator-dialog")).to_be_hidden()
+    confirm_as_operator(page)
     expect(page.locator("#split-error")).to_be_empty()
     expect(page.locator("#ab-summary")).to_contain_text(
         f"challenger version {version} against champion version {serving}"
@@ -280,7 +277,7 @@ def test_the_event_stream_announces_a_decided_ab_test(server: Server) -> None:
     """The dashboard refreshes on the stream: a decision nobody's negotiation caused (the
     operator's elsewhere, the stopping rule's, a rollback) must change what it sends."""
     test = api(server, "GET", "/api/safety")["running_test"] or start_test(server)
-    with httpx.stream("GET", f"{server.url}/api/events", timeout=15) as stream:
+    with httpx.stream("GET", f"{server.url}/api/events", headers=AUTH, timeout=15) as stream:
         updates = (
             json.loads(line.removeprefix("data:"))
             for line in stream.iter_lines()
@@ -288,7 +285,7 @@ def test_the_event_stream_announces_a_decided_ab_test(server: Server) -> None:
         )
         first = next(updates)
         body = {"decision": "reject", "reason": "decided elsewhere"}
-        api(server, "POST", f"/api/ab-tests/{test['id']}/decision", json=body, headers=AUTH)
+        api(server, "POST", f"/api/ab-tests/{test['id']}/decision", json=body)
         second = next(updates)
     assert first["ab_test"]["id"] == test["id"]
     assert second["ab_test"] is None
