@@ -226,6 +226,7 @@ def test_the_seller_party_moves_by_its_account_or_by_the_negotiations_token(
     assert [item["id"] for item in listed["items"]] == [n]
     view = client.get(f"/api/negotiations/{n}/seller", headers=world.seller_token).json()
     assert view == client.get(f"/api/negotiations/{n}/seller", headers=shop).json()
+    assert view == client.get(f"/api/negotiations/{n}/seller", headers=OPERATOR).json()
     assert view["rounds_left"] == view["max_rounds"] - 1
     moved = client.post(
         f"/api/negotiations/{n}/moves", headers=shop, json={"move": "counter", "price": "310"}

@@ -11,6 +11,7 @@ import sys
 import click
 
 from haggler.cli.benchmarks import bench_latency, bench_service
+from haggler.cli.crash import bench_crash
 from haggler.cli.generalisation import bench_generalisation
 from haggler.cli.model import evaluate, negotiate, starter_model, train
 from haggler.cli.operations import ab_test, checkpoints, evaluate_candidate
@@ -39,6 +40,7 @@ for command in (
     bench_ab,
     bench_rollback,
     bench_safety,
+    bench_crash,
     checkpoints,
     evaluate_candidate,
     ab_test,

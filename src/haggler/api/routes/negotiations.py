@@ -30,6 +30,7 @@ from haggler.api.deps import (
     Runtime,
     RuntimeDep,
     SessionDep,
+    account_token_principal,
     bearer,
     hash_token,
     principal_of,
@@ -477,7 +478,7 @@ def check_seller(
         expected = stored.seller.token_hash.encode()
         if hmac.compare_digest(expected, hash_token(token).encode()):
             return
-    if token is not None and not token.startswith(accounts.TOKEN_PREFIX):
+    if token is not None and account_token_principal(runtime, token) is None:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN, "this seller token is not for this negotiation"
         )
