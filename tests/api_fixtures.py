@@ -55,6 +55,7 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         checkpoint_dir=tmp_path / "models" / "checkpoints",
         database_url=database_url,
         operator_token="operator-secret",
+        trusted_hosts=("testserver", "127.0.0.1", "localhost"),
         save_interval=2,
         train_steps=5,
         learner="thread",

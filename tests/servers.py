@@ -24,7 +24,8 @@ class Server:
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (cwd / f"serve-{self.port}.log").open("w")
+        self.log_path = cwd / f"serve-{self.port}.log"
+        self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [str(HAGGLER), "serve", "--port", str(self.port)],
             cwd=cwd,
@@ -32,15 +33,27 @@ class Server:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.kill()
+            raise
+
+    def _wait_until_ready(self) -> None:
+        """Poll until the app answers: uvicorn accepts connections only once the lifespan has
+        started (torch, migrations: a few seconds). Any answer counts, a 401 included: which
+        routes need an account is not this helper's business."""
         deadline = time.monotonic() + 60
-        while True:  # poll for readiness: start-up (torch, migrations) takes a few seconds
-            assert self.process.poll() is None, (cwd / self.log.name).read_text()
+        while True:
+            assert self.process.poll() is None, self.log_path.read_text()
             try:
-                if httpx.get(f"{self.url}/api/training", timeout=1).status_code == 200:
-                    break
+                httpx.get(f"{self.url}/api/products", timeout=1)
+                return
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "the server did not come up"
+            assert time.monotonic() < deadline, (
+                f"the server did not come up:\n{self.log_path.read_text()}"
+            )
             time.sleep(0.1)
 
     def kill(self) -> None:
@@ -49,11 +62,15 @@ class Server:
         self.log.close()
 
     def stop(self) -> None:
-        """Shut down as Ctrl-C does; killed if that takes more than 10 seconds."""
+        """Shut down as Ctrl-C does; killed if that takes more than 10 seconds (a failure that
+        shows the server's log: where its shutdown stopped)."""
         self.process.send_signal(signal.SIGINT)
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise
+            raise AssertionError(
+                "`haggler serve` did not stop within 10 s of Ctrl-C; its log:\n"
+                + self.log_path.read_text()
+            ) from None
         self.log.close()

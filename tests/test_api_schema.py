@@ -45,7 +45,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
 def test_no_request_gets_a_server_error(app: FastAPI) -> None:
     # Driven through schemathesis' strategies directly: its pytest integration (from_fixture)
     # does not run under pytest 9.
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=OPERATOR)
     operations = []
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result

@@ -92,6 +92,32 @@ def test_restore_paths_resolve_inside_the_folder_only(agent: BuyerAgent, tmp_pat
         resolve_checkpoint(folder, "buyer_agent_n99_20231225_120000.pth")
 
 
+def test_a_link_out_of_the_folder_is_neither_listed_nor_restored(
+    agent: BuyerAgent, tmp_path: Path
+) -> None:
+    folder = tmp_path / "checkpoints"
+    kept = save_checkpoint(agent, folder, negotiations=10, keep=5, now=START)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside = agent.save_model(elsewhere / "buyer_agent_n20_20231225_130000.pth")
+    # A file link and a folder link, each named like a checkpoint of the folder.
+    (folder / "buyer_agent_n20_20231225_130000.pth").symlink_to(outside)
+    (folder / "more").symlink_to(elsewhere, target_is_directory=True)
+
+    assert [info.path for info in list_checkpoints(folder)] == [kept]
+    for name in (
+        "buyer_agent_n20_20231225_130000.pth",
+        folder / "buyer_agent_n20_20231225_130000.pth",
+        "more/buyer_agent_n20_20231225_130000.pth",
+    ):
+        with pytest.raises(CheckpointError, match="no checkpoint") as refused:
+            resolve_checkpoint(folder, name)
+        assert "outside" not in str(refused.value)  # the same answer as for a name never saved
+    # A link that stays inside the folder is as good as its target.
+    (folder / "buyer_agent_n30_20231225_140000.pth").symlink_to(kept)
+    assert resolve_checkpoint(folder, "buyer_agent_n30_20231225_140000.pth") == kept.resolve()
+
+
 def test_a_file_that_is_not_a_checkpoint_cannot_be_restored(tmp_path: Path) -> None:
     folder = tmp_path / "checkpoints"
     folder.mkdir()

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from haggler import __version__
+from haggler.api import docs, security
 from haggler.api.deps import Runtime
 from haggler.api.routes import (
     accounts as account_routes,
@@ -107,6 +108,10 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="A buyer-side negotiation agent that haggles unit prices and learns online.",
         lifespan=lifespan,
+        # Served by `docs` instead: from local files, and only to signed-in accounts.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
 
     @app.exception_handler(ProtocolError)
@@ -139,6 +144,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(selling.router)
     app.include_router(events.router, include_in_schema=False)  # an endless stream
     pages.install(app)
+    docs.install(app)
+    security.install(app, settings)  # last: the outermost middleware
     return app
 
 

@@ -19,7 +19,6 @@ from haggler.config import Settings
 from haggler.serving.service import NegotiationService
 from haggler.store import accounts
 from haggler.store.accounts import Principal, Role
-from haggler.store.catalogue import StoredProduct
 from haggler.store.negotiations import StoredNegotiation
 
 PRINCIPAL_SECONDS = 5.0
@@ -38,8 +37,6 @@ class Runtime:
     )
     """Negotiations in progress as last stored by this process: a move reads no rows. A stale
     entry (another serving process moved meanwhile) fails the store's optimistic check."""
-    products: dict[int, StoredProduct] = field(default_factory=dict)
-    """Products by id as read from the store (a stored product never changes)."""
     update_delays: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     """Seconds from a negotiation's end to this process serving weights trained on it."""
     learner_alive: Callable[[], bool] | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,13 +45,15 @@ def checkpoint_name(negotiations: int, now: datetime) -> str:
 
 
 def list_checkpoints(directory: Path) -> list[CheckpointInfo]:
-    """The checkpoints in `directory`, oldest first."""
+    """The checkpoints in `directory`, oldest first; an entry that resolves outside it (a link
+    to a file elsewhere) is none of them."""
     if not directory.is_dir():
         return []
+    root = directory.resolve()
     found = []
     for path in directory.iterdir():
         match = CHECKPOINT_PATTERN.match(path.name)
-        if match is None or not path.is_file():
+        if match is None or not path.is_file() or not path.resolve().is_relative_to(root):
             continue
         saved_at = datetime.strptime(match["stamp"], "%Y%m%d_%H%M%S").replace(tzinfo=UTC)
         stat = path.stat()
@@ -95,18 +98,24 @@ def save_checkpoint(
 def resolve_checkpoint(directory: Path, requested: str | Path) -> Path:
     """The checkpoint `requested` names, if it is a haggler checkpoint inside `directory`.
 
-    A bare file name is looked up in `directory`; any path that leads outside it is refused.
+    A bare file name is looked up in `directory`; any path that leads outside it is refused. A
+    name in the folder that resolves outside it (a link to a file elsewhere) is not one of its
+    checkpoints: refused as unknown, as `list_checkpoints` leaves it out.
     """
     requested = Path(requested)
     root = directory.resolve()
     # A relative path may be meant from the working directory or from the checkpoint folder.
     candidates = [requested] if requested.is_absolute() else [requested, directory / requested]
     inside = [c.resolve() for c in candidates if c.resolve().is_relative_to(root)]
+    unknown = CheckpointError(f"no checkpoint {requested} in {directory}")
     if not inside:
+        folder = os.path.abspath(directory)
+        if any(Path(os.path.abspath(c)).is_relative_to(folder) for c in candidates):
+            raise unknown  # named inside the folder, and links out of it
         raise CheckpointError(f"{requested} is outside the checkpoint folder {directory}")
     existing = [c for c in inside if c.is_file()]
     if not existing:
-        raise CheckpointError(f"no checkpoint {requested} in {directory}")
+        raise unknown
     resolved = existing[0]
     from haggler.learning.dqn import read_checkpoint  # loads torch
 

@@ -106,7 +106,7 @@ def negotiation_out(stored: negotiation_store.StoredNegotiation) -> NegotiationO
     to_move = state.to_move
     return NegotiationOut(
         id=stored.id,
-        product=product_out(stored.product),
+        product=product_out(stored.product, list_price=state.terms.list_price),
         quantity=state.terms.quantity,
         max_unit_price=store.money_decimal(state.terms.buyer_limit),
         max_rounds=state.terms.max_rounds,
@@ -128,7 +128,7 @@ def seller_view(stored: negotiation_store.StoredNegotiation) -> SellerViewOut:
     to_move = state.to_move
     return SellerViewOut(
         id=stored.id,
-        product=product_out(stored.product),
+        product=product_out(stored.product, list_price=state.terms.list_price),
         quantity=state.terms.quantity,
         status="finished" if state.is_over else "open",
         to_move=to_move.value if to_move else None,
@@ -171,14 +171,14 @@ async def open_for(
 ) -> NegotiationOut | ExternalStartOut:
     """Open a negotiation for the purchaser account `purchaser_id` (and play it to its end
     with a simulated seller)."""
-    product = runtime.products.get(body.product_id)
-    if product is None:  # products never change once stored: each is read once per process
-        try:
-            product = runtime.products[body.product_id] = catalogue_store.get_product(
-                body.product_id, session=session
-            )
-        except store.NotFound as error:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    # Read every time (one primary-key read): an operator may edit or archive a product, in
+    # any serving process.
+    try:
+        product = catalogue_store.offered_product(body.product_id, session=session)
+    except store.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except catalogue_store.Archived as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     terms = Terms(
         product.product.list_price,
         float(body.max_unit_price),
@@ -530,7 +530,7 @@ def _get(
     "/{negotiation_id}", summary="One negotiation, as the purchaser sees it", responses=NOT_FOUND
 )
 async def read(
-    negotiation_id: NegotiationId, session: SessionDep, principal: PrincipalDep
+    negotiation_id: NegotiationId, session: SessionDep, principal: PurchaserDep
 ) -> NegotiationOut:
     stored = _get(negotiation_id, session)
     if not visible_to(principal, stored):  # another's negotiation: as if there were none

@@ -67,7 +67,10 @@ def hidden_limit(list_price: float) -> Decimal:
     ),
     responses={
         404: {"description": "No such product."},
-        409: {"description": "No purchaser is set up for this seller account."},
+        409: {
+            "description": "No purchaser is set up for this seller account, or the product "
+            "is archived."
+        },
         **negotiations.AUTH,
     },
 )
@@ -85,9 +88,11 @@ async def sell(
     else:
         purchaser_id, seller_account_id = seller.purchaser_id, seller.account_id
     try:
-        product = catalogue_store.get_product(body.product_id, session=session)
+        product = catalogue_store.offered_product(body.product_id, session=session)
     except store.NotFound as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except catalogue_store.Archived as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     started = await negotiations.open_for(
         NegotiationIn(
             product_id=body.product_id,
