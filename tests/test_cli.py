@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import re
@@ -519,6 +520,7 @@ def test_negotiate_against_a_running_service_as_the_seller(
     """A person plays the seller at the prompt against a real `haggler serve`."""
     import socket
     import time
+    import urllib.error
     import urllib.request
 
     with socket.socket() as s:
@@ -528,6 +530,17 @@ def test_negotiate_against_a_running_service_as_the_seller(
         "MODEL_PATH": str(files["model"]),
         "DATABASE_URL": f"sqlite:///{isolated / 'h.db'}",
     }
+    # The purchaser's token opens the negotiation; without one, the command says what it needs.
+    subprocess.run(
+        [str(HAGGLER), "users", "add", "pat", "--role", "purchaser", "--tokens-only"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    issued = subprocess.run(
+        [str(HAGGLER), "users", "token", "pat"], env=env, check=True, capture_output=True, text=True
+    )
+    env["HAGGLER_TOKEN"] = issued.stdout.split()[-1]
     server = subprocess.Popen(
         [str(HAGGLER), "serve", "--port", str(port)],
         cwd=isolated,
@@ -541,6 +554,8 @@ def test_negotiate_against_a_running_service_as_the_seller(
         while True:  # poll for readiness
             try:
                 urllib.request.urlopen(f"{url}/api/products", timeout=1).close()
+                break
+            except urllib.error.HTTPError:  # it answers (401 without a token): it is up
                 break
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None
@@ -561,3 +576,40 @@ def test_negotiate_against_a_running_service_as_the_seller(
     assert played.stdout.count("refused") == 2
     assert "buyer   offers" in played.stdout
     assert "No deal (seller_walked)." in played.stdout
+
+
+def test_the_users_commands_manage_accounts_and_tokens_with_one_line_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], isolated: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{isolated / 'h.db'}")
+    code, out, _ = run_main(["users", "add", "alice", "--role", "purchaser"], monkeypatch, capsys)
+    assert code == 0 and "Password (shown once): " in out
+    code, out, _ = run_main(
+        ["users", "add", "acme", "--role", "seller", "--purchaser", "alice", "--tokens-only"],
+        monkeypatch,
+        capsys,
+    )
+    assert code == 0 and "Password" not in out
+    code, out, _ = run_main(["users", "token", "acme", "--label", "bot"], monkeypatch, capsys)
+    secret = out.split()[-1]
+    assert code == 0 and secret.startswith("hgl_")
+    code, out, _ = run_main(["users", "tokens"], monkeypatch, capsys)
+    assert "acme" in out and "bot" in out and secret not in out
+    assert run_main(["users", "revoke", "1"], monkeypatch, capsys)[0] == 0
+    code, out, _ = run_main(["users", "list"], monkeypatch, capsys)
+    assert "acme" in out and "alice" in out and "tokens" in out
+    for args, mention in (
+        (["users", "add", "alice", "--role", "purchaser"], "exists"),
+        (["users", "add", "bad name", "--role", "seller"], "bad name"),
+        (["users", "add", "x", "--role", "purchaser", "--purchaser", "alice"], "only a seller"),
+        (["users", "add", "y", "--role", "seller", "--purchaser", "acme"], "not a purchaser"),
+        (["users", "revoke", "99"], "no token 99"),
+        (["users", "password", "nobody"], "no account"),
+        (["negotiate", "--url", "http://127.0.0.1:9"], "HAGGLER_TOKEN"),
+    ):
+        assert_one_line_error(*run_main(args, monkeypatch, capsys), mention)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert_one_line_error(
+        *run_main(["users", "password", "alice", "--password-stdin"], monkeypatch, capsys),
+        "at least 10 characters",
+    )

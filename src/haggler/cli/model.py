@@ -298,6 +298,13 @@ def evaluate(
     default=None,
     help="A running service (e.g. http://127.0.0.1:8000): you are the seller and type your moves.",
 )
+@click.option(
+    "--token",
+    envvar="HAGGLER_TOKEN",
+    default=None,
+    help="With --url: a purchaser's (or operator's) API token, which opens the negotiation "
+    "[default: HAGGLER_TOKEN].",
+)
 def negotiate(
     model_path: Path | None,
     seller: str,
@@ -307,6 +314,7 @@ def negotiate(
     quantity: int,
     seed: int,
     url: str | None,
+    token: str | None,
 ) -> None:
     """Play one negotiation: the agent against a simulated seller (transcript printed), or with
     --url against a running service where you play the seller."""
@@ -319,7 +327,12 @@ def negotiate(
     if url is not None:
         from haggler.cli.remote import play_seller
 
-        play_seller(url, item.name, buyer_limit, rounds, quantity)
+        if not token:
+            raise click.ClickException(
+                "--url needs a purchaser's API token: --token or HAGGLER_TOKEN "
+                "(`haggler users token NAME` makes one)"
+            )
+        play_seller(url, token, item.name, buyer_limit, rounds, quantity)
         return
     terms = Terms(item.list_price, buyer_limit, max_rounds=rounds, quantity=quantity)
     agent = load_agent(model_path or load_settings().model_path)

@@ -45,10 +45,13 @@ def _show_last(view: dict[str, Any]) -> None:
         click.echo(f"  round {turn['round']:2d}  buyer   {what[turn['move']]}")
 
 
-def play_seller(url: str, product: str, limit: float, rounds: int, quantity: int) -> None:
-    """Open with an ask, then counter, accept or walk away until the negotiation ends."""
+def play_seller(
+    url: str, purchaser_token: str, product: str, limit: float, rounds: int, quantity: int
+) -> None:
+    """Open with an ask (as the purchaser whose token this is), then counter, accept or walk
+    away with the negotiation's seller token until the negotiation ends."""
     base = url.rstrip("/")
-    products = {p["name"]: p for p in _call("GET", f"{base}/api/products")}
+    products = {p["name"]: p for p in _call("GET", f"{base}/api/products", token=purchaser_token)}
     if product not in products:
         raise click.ClickException(f"the service has no product {product!r}")
     item = products[product]
@@ -66,6 +69,7 @@ def play_seller(url: str, product: str, limit: float, rounds: int, quantity: int
                     "max_rounds": rounds,
                     "seller": {"kind": "external", "asking_price": f"{ask:.2f}"},
                 },
+                purchaser_token,
             )
             break
         except ServiceError as error:
