@@ -101,7 +101,7 @@ def champion_and_app(
 def test_the_gate_turns_a_model_that_accepts_any_ask_away_and_serving_stays(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         champion = champion_and_app(external, sessions, client)
         play(client, 30)
         guard = SafeLearning(external, sessions, seed=1)
@@ -122,7 +122,9 @@ def test_the_gate_turns_a_model_that_accepts_any_ask_away_and_serving_stays(
 def test_a_candidate_that_passes_starts_an_ab_test_whose_arms_are_recorded(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external.model_copy(update={"ab_split": 0.5}))) as client:
+    with TestClient(
+        create_app(external.model_copy(update={"ab_split": 0.5})), headers=OPERATOR
+    ) as client:
         champion = champion_and_app(external, sessions, client)
         play(client, 20)
         guard = SafeLearning(external.model_copy(update={"ab_split": 0.5}), sessions, seed=2)
@@ -167,7 +169,7 @@ def test_a_candidate_that_passes_starts_an_ab_test_whose_arms_are_recorded(
 def test_a_model_that_loses_its_deals_is_rolled_back_to_the_known_good_one(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         champion = champion_and_app(external, sessions, client)
         guard = SafeLearning(external, sessions, seed=3)
         play(client, 40)
@@ -205,7 +207,7 @@ def test_a_model_that_loses_its_deals_is_rolled_back_to_the_known_good_one(
 def test_the_sellers_changing_under_the_known_good_model_rolls_nothing_back(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         champion_and_app(external, sessions, client)
         guard = SafeLearning(external, sessions, seed=4)
         play(client, 40)
@@ -226,7 +228,7 @@ def test_the_sellers_changing_under_the_known_good_model_rolls_nothing_back(
 def test_an_ab_test_whose_champion_is_replaced_is_stopped(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         champion = champion_and_app(external, sessions, client)
         twin = PolicySnapshot(champion.weights, champion.biases, champion.version + 1)
         with sessions() as session:

@@ -3,21 +3,39 @@ library, the seller's start that keeps the buyer's limit on the server, the live
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api_fixtures import NOBODY
 from haggler.api.routes.events import current_state
 from haggler.store.accounts import Principal, Role
 
-PAGES = ["/", "/negotiations", "/negotiations/1", "/sell", "/dashboard"]
+PAGES = ["/", "/negotiations", "/negotiations/1", "/sell", "/dashboard", "/accounts"]
 SCRIPTS = ["common", "negotiate", "negotiations", "negotiation", "sell", "dashboard"]
 
 
+PASSWORD = "operator password"
+
+
+@pytest.fixture
+def browser(client: TestClient) -> Iterator[TestClient]:
+    """A browser signed in as an operator (who may open every page)."""
+    created = client.post(
+        "/api/accounts", json={"name": "olive", "role": "operator", "password": PASSWORD}
+    )
+    assert created.status_code == 201, created.text
+    with TestClient(client.app, headers=NOBODY) as browser:
+        signed_in = browser.post("/api/session", json={"name": "olive", "password": PASSWORD})
+        assert signed_in.status_code == 200
+        yield browser
+
+
 @pytest.mark.parametrize("path", PAGES)
-def test_every_page_is_served_with_the_navigation(client: TestClient, path: str) -> None:
-    response = client.get(path)
+def test_every_page_is_served_with_the_navigation(browser: TestClient, path: str) -> None:
+    response = browser.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     for link in ('href="/"', 'href="/negotiations"', 'href="/sell"', 'href="/dashboard"'):
