@@ -417,3 +417,22 @@ def test_pages_send_the_signed_out_to_sign_in_and_say_whose_page_it_is(
         refused = browser.get("/dashboard")
         assert refused.status_code == 403 and "text/html" in refused.headers["content-type"]
         assert "for operators" in refused.text and "dora (purchaser)" in refused.text
+
+
+def test_a_signed_in_seller_never_sees_the_limit_on_a_page(
+    client: TestClient, world: World
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.sessions() as session:
+        accounts.set_password("shop", PASSWORD, session=session)
+        session.commit()
+    with TestClient(client.app, headers=NOBODY, follow_redirects=False) as browser:
+        browser.post("/api/session", json={"name": "shop", "password": PASSWORD})
+        assert browser.get("/").headers["location"] == "/sell"  # a seller's home
+        assert browser.get("/sell").status_code == 200
+        for page in ("/negotiations", f"/negotiations/{world.negotiation}", "/dashboard"):
+            refused = browser.get(page)
+            assert refused.status_code == 403, page
+            assert world.limit not in refused.text
+        seller_view = browser.get(f"/api/negotiations/{world.negotiation}/seller")
+        assert seller_view.status_code == 200 and world.limit not in seller_view.text
