@@ -62,6 +62,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # Every learner plays the replay anchor's simulated negotiations when it first trains:
         # 1,000 by default (seconds each time), a few here.
         replay_anchor_negotiations=20,
+        # One token sends every request of a test (hundreds, from the fuzzer): the limits have
+        # their own tests (test_api_limits.py).
+        rate_limit_per_second=0,
     )
 
 

@@ -33,6 +33,7 @@ def app(tmp_path: Path) -> Iterator[FastAPI]:
         database_url=f"sqlite:///{tmp_path / 'haggler.db'}",
         operator_token="operator-secret",
         trusted_hosts=("testserver", "localhost"),
+        rate_limit_per_second=0,  # hundreds of requests, one token
         enable_training=True,
         save_interval=3,
         replay_anchor_negotiations=20,  # the learner process's anchor kept to a few negotiations

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from haggler.api.limits import StreamSlots, credentials_verified
 from haggler.config import Settings
 from haggler.serving.service import NegotiationService
 from haggler.store import accounts
@@ -50,6 +51,17 @@ class Runtime:
         default_factory=lambda: TTLCache(maxsize=10_000, ttl=PRINCIPAL_SECONDS)
     )
     """Who each token or session cookie signs in, as last read (revoked elsewhere: seconds)."""
+    stream_states: TTLCache[tuple[Any, ...], dict[str, Any]] = field(
+        default_factory=lambda: TTLCache(maxsize=10_000, ttl=0.5)
+    )
+    """What each viewer's event streams last read: one read a viewer, however many streams."""
+    stream_slots: StreamSlots = field(init=False)
+    """Places for event streams: MAX_STREAMS_PER_CLIENT a client, MAX_STREAMS in all."""
+
+    def __post_init__(self) -> None:
+        self.stream_slots = StreamSlots(
+            self.settings.max_streams_per_client, self.settings.max_streams
+        )
 
 
 # Dependencies are `async def` on purpose: FastAPI runs plain `def` dependencies in its thread
@@ -137,8 +149,11 @@ def principal_of(runtime: Runtime, request: Request) -> Principal | None:
         principal = account_token_principal(runtime, token)
         if principal is None:
             raise unauthorized(f"unknown or revoked token; {SIGN_IN}")
+        credentials_verified(request.scope)  # the rate limits' strikes spare it (api.limits)
         return principal
     principal = session_principal(runtime, request)
+    if principal is not None:
+        credentials_verified(request.scope)
     if principal is not None and request.method not in SAFE_METHODS:
         # The cookie goes with every request to this site, forms of other sites included; the
         # CSRF token only with the pages' own requests (it is in the page, not in a cookie).

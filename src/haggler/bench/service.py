@@ -32,7 +32,8 @@ local started = 0
 
 local function start()
   started = started + 1
-  return wrk.format("POST", "/api/negotiations", {["Content-Type"] = "application/json"},
+  return wrk.format("POST", "/api/negotiations",
+    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer OPERATOR_TOKEN"},
     '{"product_id": 1, "max_unit_price": "270.00", "max_rounds": 10,' ..
     ' "seller": {"kind": "external", "asking_price": "320.00"}}')
 end
@@ -111,10 +112,15 @@ def _latency_ms(text: str, percentile: str) -> float:
     return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
 
+OPERATOR_TOKEN = "bench-operator"
+"""The benchmark's server registers it as the operator account's token (OPERATOR_TOKEN)."""
+
+
 def _get_json(url: str) -> dict[str, object]:
     import json
 
-    with urllib.request.urlopen(url, timeout=5) as answer:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
+    with urllib.request.urlopen(request, timeout=5) as answer:
         return dict(json.loads(answer.read()))
 
 
@@ -156,7 +162,9 @@ def run_once(
         port = _free_port()
         think_ms = 0 if rate is None else round(1000 * connections / rate)
         script.write_text(
-            SELLER_SCRIPT.replace("THINK_MS", str(think_ms)).replace("SEED", str(port))
+            SELLER_SCRIPT.replace("THINK_MS", str(think_ms))
+            .replace("SEED", str(port))
+            .replace("OPERATOR_TOKEN", OPERATOR_TOKEN)
         )
         env = {
             **os.environ,
@@ -164,6 +172,10 @@ def run_once(
             "MODEL_PATH": str(model_path.resolve()),
             "CHECKPOINT_DIR": str(work / "checkpoints"),
             "ENABLE_TRAINING": "true" if training else "false",
+            "OPERATOR_TOKEN": OPERATOR_TOKEN,
+            # One client opens every negotiation: the per-client rate limit would be the
+            # bottleneck measured (the abuse benchmark measures the limits).
+            "RATE_LIMIT_PER_SECOND": "0",
         }
         haggler = Path(sys.executable).with_name("haggler")
         server = subprocess.Popen(

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from haggler.cli.abuse import bench_abuse
 from haggler.cli.benchmarks import bench_latency, bench_service
 from haggler.cli.crash import bench_crash
 from haggler.cli.generalisation import bench_generalisation
@@ -41,6 +42,7 @@ for command in (
     bench_rollback,
     bench_safety,
     bench_crash,
+    bench_abuse,
     checkpoints,
     evaluate_candidate,
     ab_test,

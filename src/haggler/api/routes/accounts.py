@@ -4,7 +4,7 @@ and their tokens."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, HTTPException, Path, Request, Response, status
@@ -95,7 +95,7 @@ class DisabledIn(BaseModel):
 
 
 NameParam = Annotated[str, Path(pattern=accounts.NAME_PATTERN)]
-NOT_FOUND = {404: {"description": "No such account."}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such account."}}
 
 
 def _account_out(account: accounts.Account, names: dict[int, str]) -> AccountOut:
