@@ -3,26 +3,40 @@ that serving follows; follows a restore; one learner at a time."""
 
 from __future__ import annotations
 
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from api_fixtures import OPERATOR
 from haggler.api.app import create_app
+from haggler.cli.service import LEARNER_NICE
 from haggler.config import Settings
 from haggler.core.features import OBSERVATION_SIZE
 from haggler.learning import checkpoints
 from haggler.learning.checkpoints import list_checkpoints
 from haggler.learning.store_learner import StoreLearner
 from haggler.serving.learner_supervisor import LearnerProcess
+from haggler.store import counters, maintenance, versions
 from haggler.store import experiences as experience_store
+from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
-from haggler.store import versions
 from haggler.store.database import make_engine, session_factory
-from test_api_operations import OPERATOR, play, wait_for
+from haggler.store.tables import DecisionRow, NegotiationRow
+from test_api_operations import play, wait_for
 
 
 @pytest.fixture
@@ -43,10 +57,154 @@ def serving(sessions: sessionmaker[Session]) -> int | None:
         return snapshot_store.serving_version(session=session)
 
 
+def learned_counter(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return counters.get_counter(counters.NEGOTIATIONS_LEARNED, session=session)
+
+
+def queued(sessions: sessionmaker[Session]) -> int:
+    with sessions() as session:
+        return len(experience_store.negotiations_to_learn(session=session, limit=1000))
+
+
+STARTING = re.compile(r"\[Training\] Starting online training from negotiation (\d+)")
+
+
+def trainings_started(caplog: pytest.LogCaptureFixture) -> Counter[int]:
+    """How many times the learner logged starting to train on each negotiation."""
+    found = (STARTING.fullmatch(r.getMessage()) for r in caplog.records)
+    return Counter(int(match[1]) for match in found if match is not None)
+
+
+def fail_next_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next commit of any session fails as a full or failing disk makes it (rolled back)."""
+    commit = Session.commit
+
+    def failing_once(session: Session) -> None:
+        monkeypatch.setattr(Session, "commit", commit)
+        raise OperationalError("COMMIT", {}, sqlite3.OperationalError("disk I/O error"))
+
+    monkeypatch.setattr(Session, "commit", failing_once)
+
+
+def test_a_failed_write_is_retried_without_taking_the_negotiations_in_twice(
+    external: Settings,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The spec's counter and replay buffer hold each negotiation once, whatever fails."""
+    with TestClient(create_app(external), headers=OPERATOR) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        learner = StoreLearner(external, sessions)
+        learner.start()
+        first = serving(sessions)
+        played = play(client, 2)
+        rounds = sum(p["result"]["rounds"] for p in played)
+        caplog.set_level(logging.INFO, logger="haggler.training")
+        fail_next_commit(monkeypatch)
+        with pytest.raises(OperationalError):
+            learner.step()
+        # Trained on in memory; nothing of it in the store: still queued, not counted, no version.
+        assert learner.learner.status.negotiations == 2
+        assert learner.agent.buffer_size == rounds
+        assert (queued(sessions), learned_counter(sessions), serving(sessions)) == (2, 0, first)
+        steps = learner.agent.gradient_steps
+        assert learner.step() == 2  # the retry writes what the failed step took in
+        assert queued(sessions) == 0
+        assert learned_counter(sessions) == learner.learner.status.negotiations == 2
+        assert learner.agent.buffer_size == rounds
+        assert learner.agent.gradient_steps == steps  # not trained on again
+        assert list(trainings_started(caplog).values()) == [1, 1]
+        second = serving(sessions)
+        assert second is not None and first is not None and second > first  # published
+        with sessions() as session:
+            [*_, point] = metric_store.training_history(session=session, limit=10)
+        assert point.negotiations == 2 and point.loss is not None
+        # A third negotiation is taken in and counted as usual after it.
+        play(client, 1)
+        assert learner.step() == 1
+        assert learned_counter(sessions) == 3
+        assert sorted(trainings_started(caplog).values()) == [1, 1, 1]
+
+
+def test_a_learner_that_dies_before_its_write_leaves_the_negotiations_to_its_successor(
+    external: Settings,
+    sessions: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A kill between training and marking: the store took nothing in, the next learner takes
+    each negotiation in once (its replay buffer holds only what the store says was learned)."""
+    with TestClient(create_app(external), headers=OPERATOR) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        dying = StoreLearner(external, sessions)
+        dying.start()
+        played = play(client, 2)
+        rounds = sum(p["result"]["rounds"] for p in played)
+        fail_next_commit(monkeypatch)
+        with pytest.raises(OperationalError):
+            dying.step()
+        dying.release()  # as the lease running out would, six seconds later
+        successor = StoreLearner(external, sessions)
+        successor.start()
+        assert successor.agent.buffer_size == 0 and successor.learner.status.negotiations == 0
+        assert successor.step() == 2
+        assert learned_counter(sessions) == successor.learner.status.negotiations == 2
+        assert successor.agent.buffer_size == rounds
+        restarted = StoreLearner(external, sessions)
+        restarted.start()  # rebuilt from the store: each experience once
+        assert restarted.agent.buffer_size == rounds
+        assert restarted.learner.status.negotiations == 2
+
+
+def learned_with_experiences(sessions: sessionmaker[Session]) -> int:
+    """Negotiations off the learner's queue that have experiences (the ones it counts)."""
+    with sessions() as session:
+        return session.execute(
+            select(func.count(func.distinct(DecisionRow.negotiation_id)))
+            .join(NegotiationRow, NegotiationRow.id == DecisionRow.negotiation_id)
+            .where(NegotiationRow.learned_at.is_not(None))
+        ).scalar_one()
+
+
+def test_a_learner_process_killed_while_it_learns_counts_each_negotiation_once(
+    external: Settings, sessions: sessionmaker[Session]
+) -> None:
+    """`kill -9` wherever the learner is (training, writing, checkpointing): what the store
+    counts is exactly what it took off the queue, and the next learner counts the rest once."""
+    with TestClient(create_app(external), headers=OPERATOR) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        play(client, 36)
+    with sessions() as session:
+        finished = session.execute(
+            select(func.count(func.distinct(DecisionRow.negotiation_id)))
+        ).scalar_one()
+    process = LearnerProcess(external)
+    try:
+        wait_for(lambda: learned_counter(sessions) > 0, timeout=120)
+        assert process._process is not None
+        process._process.kill()
+        process._process.wait()
+    finally:
+        process.stop()
+    killed_at = learned_counter(sessions)
+    assert killed_at == learned_with_experiences(sessions)
+    assert killed_at < finished, "the learner had finished before it was killed"
+    with sessions() as session:  # its lease runs out (it would in 6 s)
+        counters.set_counter(maintenance.LEARNER_LEASE, 0, session=session)
+        session.commit()
+    successor = StoreLearner(external, sessions)
+    successor.start()
+    while successor.step():
+        pass
+    assert learned_counter(sessions) == learned_with_experiences(sessions) == finished
+    assert successor.learner.status.negotiations == finished
+
+
 def test_with_training_off_experiences_are_kept_but_no_version_is_published(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         played = play(client, 3)
         learner = StoreLearner(external, sessions)
         learner.start()
@@ -62,7 +220,7 @@ def test_with_training_off_experiences_are_kept_but_no_version_is_published(
 def test_with_training_on_each_step_publishes_a_version_that_serving_follows(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
         learner = StoreLearner(external, sessions)
         learner.start()
@@ -112,7 +270,7 @@ def trained_to_a_checkpoint(
 def test_after_a_restore_the_learner_learns_on_from_the_restored_checkpoint(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         learner, checkpoint = trained_to_a_checkpoint(client, external, sessions)
         checkpointed = learner.agent.snapshot
         play(client, 2)
@@ -140,7 +298,7 @@ def test_after_a_restore_the_learner_learns_on_from_the_restored_checkpoint(
 def test_a_learner_that_lost_the_race_to_a_restore_publishes_nothing(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         learner, checkpoint = trained_to_a_checkpoint(client, external, sessions)
         play(client, 1)
         learner.version = serving(sessions)
@@ -151,14 +309,19 @@ def test_a_learner_that_lost_the_race_to_a_restore_publishes_nothing(
         learner._follow = lambda session, serving: None  # type: ignore[method-assign]
         assert learner.step() == 0
         assert serving(sessions) == restored and learner.version == stale
-        with sessions() as session:  # the negotiation waits for the next step, not lost
-            assert len(experience_store.negotiations_to_learn(session=session, limit=10)) == 1
+        assert queued(sessions) == 1  # the negotiation waits for the next step, not lost
+        trained = learner.learner.status.negotiations
+        buffered = learner.agent.buffer_size
+        assert learner.step() == 1  # written now, without taking it in again
+        assert queued(sessions) == 0
+        assert learned_counter(sessions) == learner.learner.status.negotiations == trained
+        assert learner.agent.buffer_size == buffered
 
 
 def test_one_learner_at_a_time_and_a_standby_takes_over_when_it_stops(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
         assert client.get("/api/training").json()["learner_ready"] is False
         first, second = StoreLearner(external, sessions), StoreLearner(external, sessions)
@@ -180,7 +343,7 @@ def test_old_weights_are_dropped_by_the_tidy_step_not_while_publishing(
     external: Settings, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(versions, "KEEP_WEIGHTS", 2)
-    with TestClient(create_app(external)) as client:
+    with TestClient(create_app(external), headers=OPERATOR) as client:
         client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
         learner = StoreLearner(external, sessions)
         learner.start()
@@ -219,11 +382,79 @@ def test_a_learner_process_that_dies_is_started_again(
     assert not process.alive()
 
 
+def test_the_learner_process_yields_to_serving_without_being_idle(external: Settings) -> None:
+    """Nice +10 under the normal policy: a busy core goes to serving first, and the learner
+    still gets its share of it (at SCHED_IDLE it made no update in 150 s on a busy machine)."""
+    serving_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    process = LearnerProcess(external)
+    try:
+        assert process._process is not None
+        pid = process._process.pid
+        wait_for(
+            lambda: os.getpriority(os.PRIO_PROCESS, pid) == min(serving_nice + LEARNER_NICE, 19)
+        )
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+    finally:
+        process.stop()
+
+
+WRITE_PRIORITY = """
+import os
+from haggler.cli.service import _background_cpu_priority
+nice = lambda: os.getpriority(os.PRIO_PROCESS, 0)
+start = nice()
+write_priority = _background_cpu_priority()
+background = nice()
+with write_priority():
+    writing = nice()
+print(start, background, writing, nice(), os.sched_getscheduler(0) == os.SCHED_OTHER)
+"""
+
+
+def may_raise_priority() -> bool:
+    """Whether a process here may lower its nice value again (CAP_SYS_NICE or RLIMIT_NICE)."""
+    code = "import os; os.nice(1); os.setpriority(os.PRIO_PROCESS, 0, os.getpriority(0, 0) - 1)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_the_learner_writes_at_the_services_priority_where_it_may() -> None:
+    """The store's write lock is held at the service's priority where the process may take it
+    back (on SQLite every serving process waits for the lock), else at the learner's own."""
+    ran = subprocess.run(
+        [sys.executable, "-c", WRITE_PRIORITY], capture_output=True, text=True, check=True
+    )
+    start, background, writing, after, normal_policy = ran.stdout.split()
+    assert int(background) == min(int(start) + LEARNER_NICE, 19) == int(after)
+    assert int(writing) == (int(start) if may_raise_priority() else int(background))
+    assert normal_policy == "True"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="drops CAP_SYS_NICE with setpriv, as root",
+)
+def test_without_cap_sys_nice_the_learner_writes_at_its_own_priority() -> None:
+    """Where the service's priority cannot be taken back, the learner still writes (the
+    SCHED_IDLE learner failed at its first write there: EPERM leaving SCHED_IDLE)."""
+    ran = subprocess.run(
+        [
+            *("setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice"),
+            *(sys.executable, "-c", WRITE_PRIORITY),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    start, background, writing, after, normal_policy = ran.stdout.split()
+    assert int(background) == int(writing) == int(after) == min(int(start) + LEARNER_NICE, 19)
+    assert normal_policy == "True"
+
+
 def test_a_promotion_warmup_publishes_no_version_before_enough_negotiations_were_learned(
     external: Settings, sessions: sessionmaker[Session]
 ) -> None:
     warming = external.model_copy(update={"promotion_warmup": 3})
-    with TestClient(create_app(warming)) as client:
+    with TestClient(create_app(warming), headers=OPERATOR) as client:
         client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
         learner = StoreLearner(warming, sessions)
         learner.start()

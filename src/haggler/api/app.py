@@ -42,7 +42,7 @@ from haggler.learning.checkpoints import read_snapshot
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
 from haggler.serving.learner_supervisor import LearnerProcess
 from haggler.serving.service import NegotiationService
-from haggler.store import accounts, counters, experiments, versions
+from haggler.store import accounts, counters, experiments, maintenance, versions
 from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
 from haggler.store import snapshots as snapshot_store
@@ -55,6 +55,8 @@ LearnerStop = Callable[[], None]
 
 POLL_SECONDS = 0.1
 """How often a serving process looks for a new model version or a training switch."""
+WAL_CHECK_SECONDS = 0.5
+"""How often a serving process looks at SQLite's write-ahead log (a `stat` and a 20-byte read)."""
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -85,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.runtime = runtime
         stop_learner = _start_learner(settings, runtime)
         follower = asyncio.create_task(_follow_store(runtime))
+        folding = asyncio.create_task(_fold_write_ahead_log(runtime))
         # Everything built so far lives as long as the app: keep the collector from scanning it
         # again and again (full collections over torch's objects showed as latency spikes).
         gc.freeze()
@@ -98,9 +101,10 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for task in (follower, folding):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             stop_learner()
             engine.dispose()
 
@@ -216,6 +220,23 @@ def _start_learner(settings: Settings, runtime: Runtime) -> LearnerStop:
     runtime.learner_alive = process.alive
     runtime.keep_learner_alive = process.keep_alive
     return process.stop
+
+
+async def _fold_write_ahead_log(runtime: Runtime) -> None:
+    """Fold SQLite's write-ahead log when the learner does not (behind, busy, stopped), in a
+    worker thread so that the fold never holds up the event loop. Nothing on PostgreSQL."""
+    fold = maintenance.WriteAheadLogFold(runtime.engine)
+    if fold.path is None:
+        return
+    while True:
+        await asyncio.sleep(WAL_CHECK_SECONDS)
+        try:
+            if fold.due():
+                await asyncio.to_thread(fold.fold)
+        except OperationalError as error:  # a busy store: the next look tries again
+            log.warning("could not fold the write-ahead log (%s)", error.orig)
+        except Exception:  # anything else must not end the folding for good
+            log.exception("could not fold the write-ahead log")
 
 
 async def _follow_store(runtime: Runtime) -> None:

@@ -18,7 +18,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -44,19 +45,17 @@ LEASE_SECONDS = 6.0
 learner that died is replaced by one standing by within this time."""
 
 
-@contextlib.contextmanager
-def _normal_cpu_priority() -> Iterator[None]:
-    """Run at normal CPU priority inside: a learner at the lowest priority holding the store's
-    write lock would otherwise wait for a free core while the serving processes wait for it."""
-    idle = getattr(os, "SCHED_IDLE", None)
-    if idle is None or os.sched_getscheduler(0) != idle:
-        yield
-        return
-    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-    try:
-        yield
-    finally:
-        os.sched_setscheduler(0, idle, os.sched_param(0))
+@dataclasses.dataclass
+class _Unwritten:
+    """What steps took in whose write has not committed (it failed, or a restore won the race):
+    the next step writes it without taking the negotiations in again."""
+
+    taken_in: dict[int, bool] = dataclasses.field(default_factory=dict)
+    """Negotiations in the replay buffer: True for those also trained on and counted."""
+    losses: list[float] = dataclasses.field(default_factory=list)
+    """The losses of the gradient steps not yet published."""
+    checkpoint: Path | None = None
+    """A checkpoint written that the training history does not name yet."""
 
 
 class StoreLearner:
@@ -69,11 +68,16 @@ class StoreLearner:
         *,
         poll_seconds: float = 0.2,
         batch: int = 64,
+        write_priority: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.poll_seconds = poll_seconds
         self.batch = batch
+        self.write_priority = write_priority
+        """Entered around every write. `haggler learn --low-priority` passes one that takes the
+        service's CPU priority back, where the process may, while the learner holds the store's
+        write lock (on SQLite every serving process waits for it)."""
         torch.set_num_threads(1)  # measured: a second thread only added latency spikes
         self.agent = BuyerAgent.from_file(settings.model_path)
         config = LearnerConfig.from_settings(settings)
@@ -89,11 +93,12 @@ class StoreLearner:
         self._lease_until = 0.0
         self._standing_by = False
         self.safety = SafeLearning(
-            settings, sessions, seed=self.learner_id, write_priority=_normal_cpu_priority
+            settings, sessions, seed=self.learner_id, write_priority=write_priority
         )
         self.gated = settings.promotion == "gated"
         self._last_candidate_at = 0
         """Negotiations learned from when the last candidate was judged."""
+        self._unwritten = _Unwritten()
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -154,7 +159,7 @@ class StoreLearner:
         now = time.time()
         if self._lease_until - now > LEASE_SECONDS / 2:
             return True
-        with _normal_cpu_priority(), self.sessions() as session:  # a write, however small
+        with self.write_priority(), self.sessions() as session:  # a write, however small
             held = maintenance.claim_learner_lease(
                 self.learner_id, session=session, now=now, seconds=LEASE_SECONDS
             )
@@ -170,13 +175,20 @@ class StoreLearner:
 
     def release(self) -> None:
         """Give up the lease (a clean stop): a learner standing by takes over at once."""
-        with _normal_cpu_priority(), self.sessions() as session:
+        with self.write_priority(), self.sessions() as session:
             maintenance.release_learner_lease(self.learner_id, session=session)
             session.commit()
         self._lease_until = 0.0
 
     def step(self) -> int:
-        """Take in the negotiations that finished since the last step; return how many."""
+        """Take in the negotiations that finished since the last step; return how many.
+
+        Each negotiation is taken in once, whatever fails: the replay buffer, the count and the
+        gradient steps happen here, in memory, before the one write that takes it off the
+        store's queue and counts it there. A write that fails (or loses the race to a restore)
+        leaves the negotiations on the queue and in `_unwritten`, and the next step writes them
+        without taking them in again; a learner killed before the write learns them once after
+        its restart, whose replay buffer holds only what the store says was learned."""
         if not self.holds_lease():
             return 0
         with self.sessions() as session:
@@ -184,7 +196,11 @@ class StoreLearner:
             self._follow(session, snapshot_store.serving_version(session=session))
             queue = experience_store.negotiations_to_learn(session=session, limit=self.batch)
             next_version = snapshot_store.highest_version(session=session) + 1
+        unwritten = self._unwritten
         if not queue:
+            # What a failed write left, if anything, is off the queue already: its commit went
+            # through after all, or another learner took it in.
+            self._unwritten = _Unwritten()
             return 0
         if enabled:
             anchor_experience(
@@ -196,15 +212,17 @@ class StoreLearner:
             if not self.holds_lease():  # building it took long enough for another to take over
                 return 0
         self.behind = len(queue) == self.batch  # more may be waiting: step again at once
-        losses = []
         for taken, negotiation in enumerate(queue, start=1):
             experiences = negotiation.experiences
-            if experiences is None:
+            if experiences is None or negotiation.id in unwritten.taken_in:
                 continue
+            # Noted before it is taken in: one that fails half-way is not taken in again.
+            unwritten.taken_in[negotiation.id] = False
             if enabled:
                 loss = self.learner.learn(negotiation.id, experiences)
+                unwritten.taken_in[negotiation.id] = True
                 if loss is not None:
-                    losses.append(loss)
+                    unwritten.losses.append(loss)
                 if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
                     self.behind = taken < len(queue)
                     queue = queue[:taken]
@@ -213,10 +231,13 @@ class StoreLearner:
                 self.agent.add_transitions(experiences)
         published = None
         warm = self.learner.status.negotiations >= self.settings.promotion_warmup
-        if losses and warm:  # the checkpoint (if due) carries the version it is published as
+        # The checkpoint (if due) carries the version it is published as.
+        if unwritten.losses and warm:
             published = dataclasses.replace(self.agent.snapshot, version=next_version)
             self.agent.serve(published)
-        checkpoint = self.learner.save_if_due() if enabled else None
+        if enabled and (saved := self.learner.save_if_due()) is not None:
+            unwritten.checkpoint = saved
+        checkpoint = unwritten.checkpoint
         candidate = None
         if self.gated:  # the updates wait for the gate: only checkpoints become candidates
             since = self.learner.status.negotiations - self._last_candidate_at
@@ -225,12 +246,19 @@ class StoreLearner:
                 and published is not None
                 and since >= self.settings.gate_interval
             ):
-                self._last_candidate_at = self.learner.status.negotiations
                 candidate = (published, checkpoint.name)
             published = None
+        queued = {n.id for n in queue}
+        to_mark = [*queued, *(i for i in unwritten.taken_in if i not in queued)]
+        trained_from = min(n.finished_at or datetime.now(UTC) for n in queue)
         # One short write transaction per step: on SQLite every serving process waits for it.
-        with _normal_cpu_priority(), self.sessions() as session:
+        with self.write_priority(), self.sessions() as session:
             try:
+                learned = experience_store.mark_learned(
+                    to_mark,
+                    session=session,
+                    trained_on=[i for i, trained in unwritten.taken_in.items() if trained],
+                )
                 if published is not None:
                     versions.publish(
                         session,
@@ -238,29 +266,41 @@ class StoreLearner:
                         expected_serving=self.version,
                         source="training",
                         negotiations=self.learner.status.negotiations,
-                        trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+                        trained_from=trained_from,
                         # On SQLite every serving process waits while this transaction writes:
                         # dropping old weights (3 of its 8-10 ms measured under load) waits
                         # for `_tidy_store`.
                         forget_old=False,
                     )
-                experience_store.mark_learned([n.id for n in queue], session=session)
-                counters.set_counter(
-                    counters.NEGOTIATIONS_LEARNED, self.learner.status.negotiations, session=session
+                self._record(
+                    session, enabled=enabled, losses=unwritten.losses, checkpoint=checkpoint
                 )
-                self._record(session, enabled=enabled, losses=losses, checkpoint=checkpoint)
                 session.commit()
-            except store.Conflict:  # a restore won the race: learn these again from it
+            except store.Conflict:  # a restore won the race: learn on from it
                 session.rollback()
+                # The negotiations stay taken in (replay buffer, count), to be written by the
+                # next step; what was learned from them is replaced by the restored weights.
+                unwritten.losses.clear()
+                unwritten.checkpoint = None
                 return 0
+        self._unwritten = _Unwritten()
+        if learned is not None and learned != self.learner.status.negotiations:
+            log.warning(
+                "[Training] The store counts %d negotiations learned, this learner %d "
+                "(another learner took some in); counting on from the store's",
+                learned,
+                self.learner.status.negotiations,
+            )
+            self.learner.status.negotiations = learned
         if published is not None:
             self.version = published.version
         if candidate is not None:  # judged once the negotiations are safely marked learned
+            self._last_candidate_at = self.learner.status.negotiations
             self.safety.judge_candidate(
                 candidate[0],
                 negotiations=self.learner.status.negotiations,
                 checkpoint=candidate[1],
-                trained_from=min(n.finished_at or datetime.now(UTC) for n in queue),
+                trained_from=trained_from,
             )
         return len(queue)
 
@@ -316,16 +356,16 @@ class StoreLearner:
 
     def _tidy_store(self) -> None:
         """Once a second: drop the weights of old model versions, and on SQLite fold the
-        write-ahead log into the database, here rather than in a serving process, where it
-        would stall a request."""
+        write-ahead log into the database. Serving processes fold it too, off their event loop,
+        but only when this has not let it start over for a while (`WriteAheadLogFold`)."""
         now = time.monotonic()
         if now - self._last_tidy < 1.0:
             return
         self._last_tidy = now
-        with _normal_cpu_priority(), self.sessions() as session:
+        with self.write_priority(), self.sessions() as session:
             versions.forget_old_weights(session)
             session.commit()
-        # At normal priority too: the RESTART pass holds the store's writers back while it runs,
-        # and a PASSIVE pass starved at the lowest priority would leave it more to copy.
-        with _normal_cpu_priority(), self.sessions() as session:
+        # At the writes' priority too: the RESTART pass holds the store's writers back while it
+        # runs, and a PASSIVE pass slowed by a low priority would leave it more to copy.
+        with self.write_priority(), self.sessions() as session:
             maintenance.checkpoint_write_ahead_log(session=session)

@@ -17,11 +17,12 @@ log = logging.getLogger("haggler.training")
 
 
 class LearnerProcess:
-    """`haggler learn` as a child of the serving process, restarted if it dies. It runs at the
-    lowest CPU priority: when the cores are busy, serving wins (measured: at nice 10 the learner
-    still doubled the p99 turn latency at 500 turns/s; SCHED_IDLE, with normal priority while it
-    holds the store's write lock, brought training on level with off); a learner that falls
-    behind catches up later, a slow answer is lost for good."""
+    """`haggler learn` as a child of the serving process, restarted if it dies. It runs at a
+    lower CPU priority than serving, nice +10 (`--low-priority`): when the cores are busy,
+    serving wins, and the learner still gets about a tenth of a core it shares, so it falls
+    behind but never stops (a learner that falls behind catches up later; a slow answer is lost
+    for good). It used to run at SCHED_IDLE, which with two other CPU-bound processes on this
+    2-core machine made no update at all: see `haggler.cli.service.LEARNER_NICE`."""
 
     RESTART_AFTER = 5.0
     """Seconds between restarts of a learner that keeps dying (its error is in the log)."""

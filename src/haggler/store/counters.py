@@ -34,6 +34,12 @@ SET_COUNTER = (
     .values(value=bindparam("counter_value"))
 )
 SWAP_COUNTER = SET_COUNTER.where(COUNTERS.c.value == bindparam("expected_value"))
+ADD_TO_COUNTER = (
+    update(COUNTERS)
+    .where(COUNTERS.c.name == bindparam("counter"))
+    .values(value=COUNTERS.c.value + bindparam("counter_delta"))
+    .returning(COUNTERS.c.value)
+)
 INSERT_COUNTER = insert(COUNTERS)
 
 
@@ -53,6 +59,19 @@ def set_counter(name: str, value: int, *, session: Session) -> None:
     ):
         run_statement(session, INSERT_COUNTER, [{"name": name, "value": value}])
     forget_loaded_counter(name, session=session)
+
+
+def add_to_counter(name: str, delta: int, *, session: Session) -> int:
+    """Add `delta` to counter `name` in the store itself (not a value computed from a read, which
+    a second writer or a retry would overwrite or repeat); return its new value."""
+    ran = run_statement(session, ADD_TO_COUNTER, [{"counter": name, "counter_delta": delta}])
+    if ran.returned is None:
+        run_statement(session, INSERT_COUNTER, [{"name": name, "value": delta}])
+        value = delta
+    else:
+        value = int(ran.returned[0])
+    forget_loaded_counter(name, session=session)
+    return value
 
 
 def forget_loaded_counter(name: str, *, session: Session) -> None:

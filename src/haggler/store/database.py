@@ -13,6 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+JOURNAL_SIZE_LIMIT = 4 * 2**20
+"""Bytes SQLite cuts the write-ahead log file back to each time the log starts over (without a
+limit the file keeps the largest size the log ever reached: 40 MB after the learner fell behind)."""
+
 
 def normalise_url(url: str) -> str:
     """Accept the usual `postgresql://` URL and use the psycopg 3 driver for it."""
@@ -43,9 +47,11 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=5000")
     # The learner folds the log into the database every second and lets it start over
-    # (`repository.checkpoint_write_ahead_log`); a serving process only does it past 40 MB,
-    # which a request reaches when no learner runs or long reads keep the log from starting over.
+    # (`maintenance.checkpoint_write_ahead_log`), and a serving process does it off its event
+    # loop when the learner does not (`maintenance.WriteAheadLogFold`); SQLite's own fold, inside
+    # a request, comes only past 40 MB, when long reads keep the log from starting over.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
+    cursor.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
     cursor.close()
 
 

@@ -3,7 +3,7 @@ learned."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from haggler.core.features import OBSERVATION_SIZE
 from haggler.core.transitions import Transitions, negotiation_transitions
+from haggler.store import counters
 from haggler.store.base import run_statement
 from haggler.store.negotiations import NEGOTIATIONS
 from haggler.store.tables import (
@@ -108,15 +109,30 @@ def negotiations_to_learn(*, session: Session, limit: int) -> list[QueuedNegotia
 
 _MARK_LEARNED = (
     update(NEGOTIATIONS)
-    .where(NEGOTIATIONS.c.id == bindparam("learned_id"))
+    .where(NEGOTIATIONS.c.id == bindparam("learned_id"), NEGOTIATIONS.c.learned_at.is_(None))
     .values(learned_at=bindparam("learned_when"))
 )
 
 
-def mark_learned(negotiation_ids: Sequence[int], *, session: Session) -> None:
-    """Take negotiations off the learner's queue (on the driver's cursor, like all of the
-    learner's step: on SQLite every serving process waits while it holds the write lock)."""
-    if negotiation_ids:
-        now = datetime.now(UTC)
-        rows = [{"learned_id": id_, "learned_when": now} for id_ in negotiation_ids]
-        run_statement(session, _MARK_LEARNED, rows)
+def mark_learned(
+    negotiation_ids: Collection[int], *, session: Session, trained_on: Collection[int] = ()
+) -> int | None:
+    """Take negotiations off the learner's queue and count those of them in `trained_on` in
+    NEGOTIATIONS_LEARNED, in the caller's transaction: one commit does both or neither. A
+    negotiation already off the queue (a retry, or another learner) is neither taken off nor
+    counted again. Returns the counter's new value (None: it did not change).
+
+    On the driver's cursor, like all of the learner's step: on SQLite every serving process
+    waits while it holds the write lock."""
+    now = datetime.now(UTC)
+    counted = set(trained_on)
+    trained = [{"learned_id": i, "learned_when": now} for i in negotiation_ids if i in counted]
+    kept = [{"learned_id": i, "learned_when": now} for i in negotiation_ids if i not in counted]
+    if kept:
+        run_statement(session, _MARK_LEARNED, kept)
+    if not trained:
+        return None
+    newly_learned = run_statement(session, _MARK_LEARNED, trained).rowcount
+    if newly_learned == 0:
+        return None
+    return counters.add_to_counter(counters.NEGOTIATIONS_LEARNED, newly_learned, session=session)
