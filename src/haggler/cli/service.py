@@ -24,6 +24,10 @@ def serve(host: str | None, port: int | None) -> None:
     from haggler.api.app import create_app
 
     settings = load_settings()
+    # The command line wins over HOST and PORT (the sign-in address the first start prints too).
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
     if not settings.model_path.is_file():
         raise click.ClickException(
             f"no model at {settings.model_path}; train one first with `haggler train`"
@@ -31,10 +35,16 @@ def serve(host: str | None, port: int | None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     uvicorn.run(
         create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level="info",
         access_log=False,  # a line per move cost ~10% of the turns per second under load
+        # Beyond this many open connections (or requests in flight) every request gets a 503
+        # instead of the process running out of file descriptors and memory: event streams hold
+        # one each (MAX_STREAMS at most), the rest are short. Under the usual 1024 descriptors.
+        limit_concurrency=settings.max_streams + 500,
+        timeout_keep_alive=5,  # uvicorn's default, said here: idle keep-alive closes after 5 s
+        timeout_graceful_shutdown=10,  # on stop, requests still open after 10 s are cancelled
     )
 
 

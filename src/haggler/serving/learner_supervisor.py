@@ -4,6 +4,7 @@ only."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -56,13 +57,27 @@ class LearnerProcess:
         self.restarts += 1
         self.start()
 
+    STOP_SECONDS = 3.0
+    """How long a learner asked to stop may take before it is killed. Killing it loses nothing
+    (the store is its queue; its lease runs out within LEASE_SECONDS), and Ctrl-C on the
+    service must not wait long for it."""
+
     def stop(self) -> None:
-        if self._process is None:
+        process, self._process = self._process, None
+        if process is None:
             return
-        self._process.send_signal(signal.SIGTERM)
+        # At its low priority the learner gets little CPU while the cores are busy, even to act
+        # on SIGTERM and exit: `haggler serve` took 29-35 s to stop on a busy 2-core machine (this
+        # wait ran out at 30 s), 0.4 s on a quiet one. Given the service's priority back (where
+        # the system allows it: root, CAP_SYS_NICE or RLIMIT_NICE) it stops within a second.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, process.pid, os.getpriority(os.PRIO_PROCESS, 0))
+        process.send_signal(signal.SIGTERM)
         try:
-            self._process.wait(30)
+            process.wait(self.STOP_SECONDS)
         except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+            log.warning(
+                "[Training] The learner did not stop within %.0f s; killed", self.STOP_SECONDS
+            )
+            process.kill()
+            process.wait()
