@@ -50,7 +50,7 @@ class SafeLearning:
     sessions: sessionmaker[Session]
     seed: int = 0
     write_priority: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
-    """Entered around every write: the learner runs at the lowest CPU priority and must not
+    """Entered around every write: the learner runs at a low CPU priority (nice 10) and must not
     hold the store's write lock there (serving processes would wait for a free core)."""
     gate: promotion.GateConfig = dataclasses.field(init=False)
     stopping_rule: ab_testing.StoppingRule = dataclasses.field(init=False)
