@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from haggler import __version__
 from haggler.api import docs, security
 from haggler.api.deps import Runtime
+from haggler.api.json_bodies import RefuseDuplicateKeys
 from haggler.api.limits import RequestLimits
 from haggler.api.routes import (
     accounts as account_routes,
@@ -152,6 +153,7 @@ def create_app(settings: Settings) -> FastAPI:
     docs.install(app)
     # Inside the host check and the security headers (a 429 or 413 carries them too), outside
     # everything else: a refused request reaches no route, page or docs.
+    app.add_middleware(RefuseDuplicateKeys)
     app.add_middleware(RequestLimits, settings=settings)
     security.install(app, settings)  # last: the outermost middleware
     return app

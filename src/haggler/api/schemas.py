@@ -18,6 +18,9 @@ Price = Annotated[
 ]
 
 
+PLAIN_TEXT = r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+"""Text with something other than spaces in it and no control characters (a NUL is refused by
+PostgreSQL: without this, a 500 there)."""
 MAX_ID = 2**31 - 1
 """Ids are 32-bit integers in every supported database."""
 
@@ -30,8 +33,8 @@ class ProductIn(BaseModel):
         },
     )
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    category: str = Field(min_length=1, max_length=100, pattern=r"\S")
+    name: str = Field(min_length=1, max_length=200, pattern=PLAIN_TEXT)
+    category: str = Field(min_length=1, max_length=100, pattern=PLAIN_TEXT)
     list_price: Price
 
 
@@ -58,6 +61,7 @@ class ExternalSellerIn(BaseModel):
     account: str | None = Field(
         None,
         max_length=50,
+        pattern=PLAIN_TEXT,
         description=(
             "A seller account to make party to the negotiation: it may then move and read the "
             "seller's view with its own token or login, besides the negotiation's seller token."
@@ -331,7 +335,7 @@ class ABDecisionIn(BaseModel):
     )
 
     decision: Literal["promote", "reject"]
-    reason: str = Field("the operator's decision", min_length=1, max_length=500, pattern=r"\S")
+    reason: str = Field("the operator's decision", min_length=1, max_length=500, pattern=PLAIN_TEXT)
 
 
 class CandidateEvaluationOut(BaseModel):

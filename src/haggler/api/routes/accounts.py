@@ -18,6 +18,7 @@ from haggler.api.deps import (
     SessionDep,
     bearer,
 )
+from haggler.api.schemas import PLAIN_TEXT
 from haggler.store import accounts
 from haggler.store import base as store
 
@@ -36,7 +37,7 @@ Password = Annotated[str, Field(min_length=accounts.MIN_PASSWORD, max_length=100
 class SignInIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=50)
+    name: str = Field(min_length=1, max_length=50, pattern=PLAIN_TEXT)
     password: str = Field(min_length=1, max_length=1000)
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from haggler.api.deps import OperatorDep, RuntimeDep, SessionDep, require_principal
-from haggler.api.schemas import MAX_ID, Price, ProductIn, ProductOut
+from haggler.api.schemas import MAX_ID, PLAIN_TEXT, Price, ProductIn, ProductOut
 from haggler.core.catalogue import Product
 from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
@@ -57,8 +57,8 @@ class ProductChange(BaseModel):
         json_schema_extra={"examples": [{"list_price": "279.00"}, {"name": "Pallet jack 2.5 t"}]},
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")] | None = None
-    category: Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=PLAIN_TEXT)] | None = None
+    category: Annotated[str, Field(min_length=1, max_length=100, pattern=PLAIN_TEXT)] | None = None
     list_price: Price | None = None
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ from haggler.api.limits import credentials_verified
 from haggler.api.routes.catalogue import product_out
 from haggler.api.schemas import (
     MAX_ID,
+    PLAIN_TEXT,
     ExternalStartOut,
     NegotiationIn,
     NegotiationOut,
@@ -568,7 +569,9 @@ async def list_negotiations(
     product_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     outcome: Literal["deal", "buyer_walked", "seller_walked", "deadline"] | None = None,
     status_: Annotated[Literal["open", "finished"] | None, Query(alias="status")] = None,
-    seller: Annotated[str | None, Query(max_length=50, description="Seller strategy")] = None,
+    seller: Annotated[
+        str | None, Query(max_length=50, pattern=PLAIN_TEXT, description="Seller strategy")
+    ] = None,
     model_version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
