@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
 
 from haggler.api.deps import OperatorDep, RuntimeDep, SessionDep, require_principal
 from haggler.api.schemas import MAX_ID, PLAIN_TEXT, Price, ProductIn, ProductOut
@@ -69,6 +70,16 @@ class ProductChange(BaseModel):
         if nulls:
             raise ValueError(f"{', '.join(nulls)} cannot be null (leave a field out to keep it)")
         return self
+
+
+def offered(product_id: int, session: Session) -> catalogue_store.StoredProduct:
+    """The product a new negotiation is about: 404 if there is none, 409 if it is archived."""
+    try:
+        return catalogue_store.offered_product(product_id, session=session)
+    except store.NotFound as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    except catalogue_store.Archived as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
 
 
 def product_out(

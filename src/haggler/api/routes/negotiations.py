@@ -36,7 +36,7 @@ from haggler.api.deps import (
     unauthorized,
 )
 from haggler.api.limits import credentials_verified
-from haggler.api.routes.catalogue import product_out
+from haggler.api.routes.catalogue import offered, product_out
 from haggler.api.schemas import (
     MAX_ID,
     PLAIN_TEXT,
@@ -62,7 +62,6 @@ from haggler.core.sellers import make_seller
 from haggler.serving import turns
 from haggler.store import accounts
 from haggler.store import base as store
-from haggler.store import catalogue as catalogue_store
 from haggler.store import negotiations as negotiation_store
 from haggler.store.accounts import Principal, Role
 
@@ -174,12 +173,7 @@ async def open_for(
     with a simulated seller)."""
     # Read every time (one primary-key read): an operator may edit or archive a product, in
     # any serving process.
-    try:
-        product = catalogue_store.offered_product(body.product_id, session=session)
-    except store.NotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except catalogue_store.Archived as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    product = offered(body.product_id, session)
     terms = Terms(
         product.product.list_price,
         float(body.max_unit_price),

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from haggler.api.deps import RuntimeDep, SellerDep, SessionDep
 from haggler.api.routes import negotiations
+from haggler.api.routes.catalogue import offered
 from haggler.api.schemas import (
     MAX_ID,
     ExternalSellerIn,
@@ -28,8 +29,6 @@ from haggler.api.schemas import (
     Price,
     SellerPage,
 )
-from haggler.store import base as store
-from haggler.store import catalogue as catalogue_store
 from haggler.store import negotiations as negotiation_store
 from haggler.store.accounts import Role
 
@@ -87,12 +86,7 @@ async def sell(
         )
     else:
         purchaser_id, seller_account_id = seller.purchaser_id, seller.account_id
-    try:
-        product = catalogue_store.offered_product(body.product_id, session=session)
-    except store.NotFound as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
-    except catalogue_store.Archived as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    product = offered(body.product_id, session)
     started = await negotiations.open_for(
         NegotiationIn(
             product_id=body.product_id,
