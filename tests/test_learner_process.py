@@ -23,8 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api_fixtures import OPERATOR
 from haggler.api.app import create_app
-from haggler.cli.service import LEARNER_NICE
-from haggler.config import Settings
+from haggler.config import LEARNER_NICE, Settings
 from haggler.core.features import OBSERVATION_SIZE
 from haggler.learning import checkpoints
 from haggler.learning.checkpoints import list_checkpoints
@@ -403,7 +402,7 @@ import os
 from haggler.cli.service import _background_cpu_priority
 nice = lambda: os.getpriority(os.PRIO_PROCESS, 0)
 start = nice()
-write_priority = _background_cpu_priority()
+write_priority = _background_cpu_priority(10)
 background = nice()
 with write_priority():
     writing = nice()

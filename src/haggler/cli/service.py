@@ -72,16 +72,16 @@ def learn(parent: int | None, low_priority: bool) -> None:
 
     if parent is not None:
         _die_with(parent)
+    settings = load_settings()
     write_priority = None
     if low_priority:  # before the imports: loading torch takes seconds of CPU that serving needs
-        write_priority = _background_cpu_priority()
+        write_priority = _background_cpu_priority(settings.learner_nice)
 
     import torch
 
     from haggler.learning.store_learner import StoreLearner
     from haggler.store.database import make_engine, migrate, session_factory
 
-    settings = load_settings()
     if not settings.model_path.is_file():
         raise click.ClickException(
             f"no model at {settings.model_path}; train one first with `haggler train`"
@@ -120,18 +120,8 @@ def _die_with(parent: int) -> None:
         raise SystemExit(0)
 
 
-LEARNER_NICE = 10
-"""How much lower the learner's CPU priority is than the service's. Linux shares a busy core by
-weight, 1024 at nice 0 and 110 at nice 10: the learner gets about a tenth of what a CPU-bound
-process beside it gets. It used to run at SCHED_IDLE, which gets only what nothing else wants.
-Measured with two CPU-bound processes on this 2-core machine: from a cold start, SCHED_IDLE made
-no update in 180 s, nice 10 its first after 115 s (loading torch, playing the replay anchor)
-and then took in 3 negotiations a second; once running, SCHED_IDLE took in 0-10 negotiations
-in 30 s (stalling for 20 s), nice 10 50-70 (its CPU time 0.12 of a hog's), nice 0 330-370."""
-
-
-def _background_cpu_priority() -> Callable[[], AbstractContextManager[None]]:
-    """Lower this process's CPU priority by LEARNER_NICE; return what the learner enters around
+def _background_cpu_priority(nice: int) -> Callable[[], AbstractContextManager[None]]:
+    """Lower this process's CPU priority by `nice`; return what the learner enters around
     its writes: the service's priority while it holds the store's write lock, for which on
     SQLite every serving process waits. Taking a priority back needs CAP_SYS_NICE (or an
     RLIMIT_NICE that allows it); without it, writes stay at the lower priority, which still
@@ -142,7 +132,7 @@ def _background_cpu_priority() -> Callable[[], AbstractContextManager[None]]:
 
     try:
         serving = os.getpriority(os.PRIO_PROCESS, 0)
-        background = os.nice(LEARNER_NICE)
+        background = os.nice(nice)
     except (AttributeError, OSError):  # not on this platform: run at the service's priority
         return contextlib.nullcontext
     if background == serving:

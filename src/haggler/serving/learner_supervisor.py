@@ -23,7 +23,7 @@ class LearnerProcess:
     serving wins, and the learner still gets about a tenth of a core it shares, so it falls
     behind but never stops (a learner that falls behind catches up later; a slow answer is lost
     for good). It used to run at SCHED_IDLE, which with two other CPU-bound processes on this
-    2-core machine made no update at all: see `haggler.cli.service.LEARNER_NICE`."""
+    2-core machine made no update at all: see `haggler.config.LEARNER_NICE`."""
 
     RESTART_AFTER = 5.0
     """Seconds between restarts of a learner that keeps dying (its error is in the log)."""
