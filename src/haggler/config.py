@@ -16,10 +16,11 @@ LEARNER_NICE = 10
 """The default of LEARNER_NICE: how much lower the learner's CPU priority is than the service's.
 Linux shares a busy core by weight, 1024 at nice 0 and 110 at nice 10: the learner gets about a
 tenth of what a CPU-bound process beside it gets. It used to run at SCHED_IDLE, which gets only
-what nothing else wants. Measured with two CPU-bound processes on this 2-core machine: from a cold start, SCHED_IDLE made
-no update in 180 s, nice 10 its first after 115 s (loading torch, playing the replay anchor)
-and then took in 3 negotiations a second; once running, SCHED_IDLE took in 0-10 negotiations
-in 30 s (stalling for 20 s), nice 10 50-70 (its CPU time 0.12 of a hog's), nice 0 330-370."""
+what nothing else wants. Measured with two CPU-bound processes on this 2-core machine: from a
+cold start, SCHED_IDLE made no update in 180 s, nice 10 its first after 115 s (loading torch,
+playing the replay anchor) and then took in 3 negotiations a second; once running, SCHED_IDLE
+took in 0-10 negotiations in 30 s (stalling for 20 s), nice 10 50-70 (its CPU time 0.12 of a
+hog's), nice 0 330-370."""
 
 
 @dataclass(frozen=True)
