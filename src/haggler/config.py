@@ -209,6 +209,11 @@ class Settings(BaseSettings):
             "gives it about a tenth of a busy core beside serving, 0 an equal share."
         ),
     )
+    currency: str = Field(
+        "EUR",
+        pattern=r"^[A-Z]{3}$",
+        description="ISO 4217 code of the catalogue's prices, and so of every price negotiated.",
+    )
     host: str = Field("127.0.0.1", description="Address `haggler serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `haggler serve` listens on.")
     replay_anchor_share: float = Field(

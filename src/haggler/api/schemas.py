@@ -14,7 +14,15 @@ from haggler.core.sellers import ALL_STRATEGIES
 # Exact money: a decimal with at most two places, positive and finite (NaN/inf are refused).
 Price = Annotated[
     Decimal,
-    Field(gt=0, le=Decimal(int(MAX_PRICE)), max_digits=12, decimal_places=2, allow_inf_nan=False),
+    Field(
+        gt=0,
+        le=Decimal(int(MAX_PRICE)),
+        max_digits=12,
+        decimal_places=2,
+        allow_inf_nan=False,
+        description="A unit price: positive, at most 1,000,000,000, at most two decimals "
+        '(cents), as a JSON string ("249.90") or number; anything else gets a 422.',
+    ),
 ]
 
 
@@ -161,12 +169,19 @@ class SellerViewOut(BaseModel):
     """What an external seller may see of its own negotiation: never the buyer's limit."""
 
     id: int
-    product: ProductOut
+    product: ProductOut = Field(description="With the list price this negotiation is about.")
     quantity: int
+    currency: str = Field(description="ISO 4217 code of every price here.")
     status: Literal["open", "finished"]
     to_move: Literal["buyer", "seller"] | None
+    round: int = Field(
+        description="The buyer's move number now: its last move's, 0 before its first."
+    )
     max_rounds: int = Field(description="The buyer's moves at most: no deal after the last.")
     rounds_left: int = Field(description="The buyer's moves still to come.")
+    buyer_last_move: TurnOut | None = Field(
+        description="The agent's last move (None before its first): what the seller answers."
+    )
     transcript: list[TurnOut]
     outcome: str | None
     deal_price: Decimal | None

@@ -123,18 +123,23 @@ def negotiation_out(stored: negotiation_store.StoredNegotiation) -> NegotiationO
     )
 
 
-def seller_view(stored: negotiation_store.StoredNegotiation) -> SellerViewOut:
+def seller_view(stored: negotiation_store.StoredNegotiation, currency: str) -> SellerViewOut:
     state = stored.state
     to_move = state.to_move
+    transcript = _turns(state)
+    buyer_moves = [turn for turn in transcript if turn.party == "buyer"]
     return SellerViewOut(
         id=stored.id,
         product=product_out(stored.product, list_price=state.terms.list_price),
         quantity=state.terms.quantity,
+        currency=currency,
         status="finished" if state.is_over else "open",
         to_move=to_move.value if to_move else None,
+        round=state.buyer_moves,
         max_rounds=state.terms.max_rounds,
         rounds_left=state.rounds_left,
-        transcript=_turns(state),
+        buyer_last_move=buyer_moves[-1] if buyer_moves else None,
+        transcript=transcript,
         outcome=state.outcome.value if state.outcome else None,
         deal_price=store.money_decimal(state.deal_price) if state.deal_price is not None else None,
     )
@@ -222,7 +227,9 @@ async def open_for(
             runtime.open_negotiations[negotiation_id] = stored
         if runtime.turn_latency is not None:
             runtime.turn_latency.observe(time.perf_counter() - started)
-        return ExternalStartOut(seller_token=token, negotiation=seller_view(stored))
+        return ExternalStartOut(
+            seller_token=token, negotiation=seller_view(stored, runtime.settings.currency)
+        )
 
     seed = body.seller.seed
     if seed is None:
@@ -419,7 +426,9 @@ def _move(
                 session=connection,
             )
             # The answer is built from the state just written: no second read.
-            answer = seller_view(dataclasses.replace(stored, state=state)).model_dump_json()
+            answer = seller_view(
+                dataclasses.replace(stored, state=state), runtime.settings.currency
+            ).model_dump_json()
             if key is not None:
                 negotiation_store.keep_reply(
                     negotiation_id, key, request_hash, answer, session=connection
@@ -548,7 +557,7 @@ async def read_as_seller(
 ) -> SellerViewOut:
     stored = _get(negotiation_id, session, with_decisions=False)
     check_seller(runtime, request, stored, moving=False)
-    return seller_view(stored)
+    return seller_view(stored, runtime.settings.currency)
 
 
 @router.get(

@@ -110,6 +110,7 @@ async def sell(
 )
 async def seller_negotiations(
     session: SessionDep,
+    runtime: RuntimeDep,
     seller: SellerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
@@ -121,7 +122,7 @@ async def seller_negotiations(
         offset=offset,
     )
     return SellerPage(
-        items=[negotiations.seller_view(item) for item in items],
+        items=[negotiations.seller_view(item, runtime.settings.currency) for item in items],
         total=total,
         limit=limit,
         offset=offset,
