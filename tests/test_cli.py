@@ -477,6 +477,18 @@ def test_checkpoints_restore_makes_it_the_main_model(
     assert result.exit_code == 0, result.output
     restored = BuyerAgent.from_file(isolated / "models" / "buyer_agent.pth")
     assert restored.metadata["negotiations"] == 10
+    # The restore goes through the store, as the API's does: a running service follows it.
+    from haggler.store import snapshots
+    from haggler.store.database import make_engine, session_factory
+
+    engine = make_engine("sqlite:///data/haggler.db")
+    with session_factory(engine)() as session:
+        serving = snapshots.serving_version(session=session)
+        assert serving is not None
+        stored = snapshots.get_snapshot(serving, session=session)
+    engine.dispose()
+    assert stored.checkpoint == "buyer_agent_n10_20231225_120010.pth"
+    assert f"as model version {serving}" in result.output
 
 
 @pytest.mark.parametrize(
@@ -613,3 +625,12 @@ def test_the_users_commands_manage_accounts_and_tokens_with_one_line_errors(
         *run_main(["users", "password", "alice", "--password-stdin"], monkeypatch, capsys),
         "at least 10 characters",
     )
+
+
+def test_training_off_a_terminal_prints_a_line_per_tenth_not_a_bar(isolated: Path) -> None:
+    result = invoke("train", "--env-steps", "3000", "--model", "m.pth")
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("training:")]
+    assert 1 <= len(lines) <= 11, result.stderr  # (progress comes every 0.5 s at most)
+    assert lines[-1].startswith("training: 100%") and "negotiations=" in lines[-1]
+    assert "\r" not in result.stderr and "|" not in result.stderr  # no bar redrawn into a log

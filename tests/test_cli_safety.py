@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,24 @@ def test_an_operator_runs_an_ab_test_from_the_command_line(store: Path) -> None:
     rejected = invoke("ab-test", "reject", "1", "--reason", "not now")
     assert "challenger v2 rejected" in rejected.stdout
     assert "rejected (operator: not now)" in invoke("ab-test", "list").stdout
+
+
+def test_no_ab_test_starts_while_training_promotes_every_update(
+    store: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from haggler.store import counters
+
+    engine = make_engine(os.environ["DATABASE_URL"])
+    with session_factory(engine)() as session:  # training switched on, as a running service does
+        counters.set_counter(counters.TRAINING_ENABLED, 1, session=session)
+        session.commit()
+    engine.dispose()
+    monkeypatch.setenv("PROMOTION", "immediate")
+    code, out, err = run_main(["ab-test", "start", "2"], monkeypatch, capsys)
+    assert_one_line_error(code, out, err, "PROMOTION=gated")
+    assert invoke("ab-test", "list").stdout.strip() == "No A/B tests yet."
+    monkeypatch.setenv("PROMOTION", "gated")
+    assert invoke("ab-test", "start", "2").exit_code == 0
 
 
 BAD_INPUT = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,22 +89,32 @@ def train(
     config = PretrainConfig(seconds=seconds, env_steps=env_steps or STARTER_ENV_STEPS, seed=seed)
     agent = BuyerAgent(DQNConfig(seed=seed))
     total = 1000
+    # A bar only on a terminal: redrawn into a log file it is thousands of lines. Elsewhere one
+    # line every tenth of the budget.
+    on_terminal = sys.stderr.isatty()
     bar = tqdm(
         total=total,
-        disable=quiet,
+        disable=quiet or not on_terminal,
         unit="‰",
         desc="training",
         bar_format=("{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}"),
     )
+    next_line = [0.1]
 
     def report(progress: PretrainProgress) -> None:
-        bar.update(min(total, int(budget_used(config, progress) * total)) - bar.n)
-        bar.set_postfix_str(
+        used = budget_used(config, progress)
+        figures = (
             f"negotiations={progress.episodes} updates={progress.gradient_steps} "
             f"eps={progress.epsilon:.2f} return={progress.mean_return:.3f} "
-            f"loss={progress.loss:.4f}",
-            refresh=False,
+            f"loss={progress.loss:.4f}"
         )
+        if not bar.disable:
+            bar.update(min(total, int(used * total)) - bar.n)
+            bar.set_postfix_str(figures, refresh=False)
+        elif not quiet and used >= next_line[0] - 1e-9:
+            click.echo(f"training: {min(used, 1.0):4.0%} {figures}", err=True)
+            while next_line[0] <= used + 1e-9:
+                next_line[0] += 0.1
 
     started = time.perf_counter()
     progress = pretrain(agent, config, report)

@@ -40,17 +40,22 @@ def checkpoints_list() -> None:
 @checkpoints.command("restore")
 @click.argument("path")
 def checkpoints_restore(path: str) -> None:
-    """Make the checkpoint PATH (inside CHECKPOINT_DIR) the main model at MODEL_PATH.
-
-    A running service picks it up when restored through its API; the CLI replaces the file.
+    """Make the checkpoint PATH (inside CHECKPOINT_DIR) serve, as the API's restore does: a new
+    model version in the store at DATABASE_URL, which every running service on it serves within
+    a second (and the learner learns on from); the main model file at MODEL_PATH is replaced too.
     """
     from haggler.files import atomic_write
     from haggler.learning.checkpoints import resolve_checkpoint
+    from haggler.learning.checkpoints import restore as restore_checkpoint
 
     settings = load_settings()
     source = resolve_checkpoint(settings.checkpoint_dir, path)
+    published = restore_checkpoint(source, settings.checkpoint_dir, store_sessions())
     atomic_write(settings.model_path, source.read_bytes())
-    click.echo(f"Restored {source.name} as {settings.model_path}.")
+    click.echo(
+        f"Restored {source.name} as model version {published.version} (a running service on "
+        f"this store serves it within a second) and as {settings.model_path}."
+    )
 
 
 @click.command("evaluate-candidate")
@@ -172,8 +177,12 @@ def _arm_line(figures: dict[str, Any]) -> str:
 def ab_test_start(version: int, split: float) -> None:
     """Test stored model VERSION against the serving one."""
     from haggler.safety import candidates
+    from haggler.store import counters
 
     with store_sessions()() as session:
+        training = counters.get_counter(counters.TRAINING_ENABLED, session=session)
+        if load_settings().promotion == "immediate" and training:
+            raise click.ClickException(candidates.NO_AB_TEST_WHILE_IMMEDIATE)
         try:
             test = candidates.start_ab_test(version, split, session=session)
         except candidates.NoWeights:

@@ -85,6 +85,13 @@ def judge_against_serving(
     return Judgement(candidate, champion, decision)
 
 
+NO_AB_TEST_WHILE_IMMEDIATE = (
+    "with PROMOTION=immediate and training on every update serves at once: an A/B test needs "
+    "PROMOTION=gated, or training off"
+)
+"""Why an A/B test cannot run: the API's 409 and the CLI's error say the same."""
+
+
 def start_ab_test(
     challenger_version: int, split: float, *, session: Session
 ) -> experiments.StoredABTest:

@@ -94,11 +94,7 @@ async def start_ab_test(
     body: ABTestIn, runtime: RuntimeDep, session: SessionDep, _operator: OperatorDep
 ) -> ABTestOut:
     if runtime.settings.promotion == "immediate" and runtime.service.enable_training:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "with PROMOTION=immediate and training on every update serves at once: an A/B "
-            "test needs PROMOTION=gated, or training off",
-        )
+        raise HTTPException(status.HTTP_409_CONFLICT, candidates.NO_AB_TEST_WHILE_IMMEDIATE)
     try:
         test = candidates.start_ab_test(body.challenger_version, body.split, session=session)
         session.commit()
