@@ -365,6 +365,10 @@ def open_as_seller(page: Page, server: Server, ask: str) -> int:
     page.fill("#asking_price", ask)
     page.click("#open")
     expect(page.locator("#agent-offer")).to_contain_text("The agent offers")
+    expect(page.locator("#agent-offer")).to_contain_text(
+        "Round 1 of 10 (the agent has 9 moves left)"
+    )
+    expect(page.locator("#about")).to_contain_text("list price")
     match = re.search(r"\d+", page.locator("#negotiation-id").inner_text())
     assert match is not None
     return int(match.group())

@@ -39,6 +39,9 @@ function heading(view) {
 
 function render(view) {
   document.getElementById("negotiation-id").textContent = `#${view.id}`;
+  // The product stays in view for the whole negotiation, with the list price it is about.
+  document.getElementById("about").textContent =
+    `${view.quantity} × ${view.product.name}, list price ${money(view.product.list_price)} ${view.currency} per unit`;
   turnsList.replaceChildren(...view.transcript.map((t) => el("li", { class: t.party }, turnText(t, WHO))));
   turnsList.scrollTop = turnsList.scrollHeight;
   drawNegotiation(chart, view.transcript, { listPrice: view.product.list_price, maxRounds: null, names: NAMES, dealPrice: view.deal_price });
@@ -58,7 +61,9 @@ function render(view) {
   }
   result.hidden = true;
   const offer = lastOffer(view);
-  offerNote.textContent = offer ? `The agent offers ${money(offer)} per unit.` : "";
+  const left = view.rounds_left === 1 ? "1 move left" : `${view.rounds_left} moves left`;
+  const round = `Round ${view.round} of ${view.max_rounds} (the agent has ${left}).`;
+  offerNote.textContent = offer ? `${round} The agent offers ${money(offer)} ${view.currency} per unit.` : round;
   acceptButton.textContent = offer ? `Accept ${money(offer)}` : "Accept offer";
   acceptButton.disabled = !offer;
   priceInput.value = "";
@@ -112,6 +117,7 @@ again.addEventListener("click", () => {
   openForm.hidden = false;
   turnsList.replaceChildren();
   document.getElementById("negotiation-id").textContent = "";
+  document.getElementById("about").textContent = "";
   drawNegotiation(chart, [], { listPrice: products.get(select.value)?.list_price ?? 0, maxRounds: 10, names: NAMES });
   openForm.elements.asking_price.focus();
 });
