@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -99,8 +98,8 @@ def bearer(authorization: str | None) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+hash_token = accounts.token_hash
+"""SHA-256 of a secret: how the store keeps tokens, sessions and seller tokens."""
 
 
 SESSION_COOKIE = "haggler_session"
@@ -115,15 +114,25 @@ def unauthorized(detail: str) -> HTTPException:
     )
 
 
-def account_token_principal(runtime: Runtime, token: str) -> Principal | None:
-    """The account a bearer token signs in, looked up at most once per PRINCIPAL_SECONDS."""
-    key = "t:" + hash_token(token)
+def _remembered(
+    runtime: Runtime, key: str, read: Callable[[Session], Principal | None]
+) -> Principal | None:
+    """Who `key` signs in, read from the store at most once per PRINCIPAL_SECONDS."""
     if key in runtime.principals:
         return runtime.principals[key]
     with runtime.sessions() as session:
-        principal = accounts.principal_for_token(token, session=session)
+        principal = read(session)
     runtime.principals[key] = principal
     return principal
+
+
+def account_token_principal(runtime: Runtime, token: str) -> Principal | None:
+    """The account a bearer token signs in (None: unknown, revoked, or account disabled)."""
+    return _remembered(
+        runtime,
+        "t:" + hash_token(token),
+        lambda session: accounts.principal_for_token(token, session=session),
+    )
 
 
 def session_principal(runtime: Runtime, request: Request) -> Principal | None:
@@ -131,13 +140,11 @@ def session_principal(runtime: Runtime, request: Request) -> Principal | None:
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie or len(cookie) > 200:
         return None
-    key = "s:" + hash_token(cookie)
-    if key in runtime.principals:
-        return runtime.principals[key]
-    with runtime.sessions() as session:
-        principal = accounts.principal_for_session(cookie, session=session)
-    runtime.principals[key] = principal
-    return principal
+    return _remembered(
+        runtime,
+        "s:" + hash_token(cookie),
+        lambda session: accounts.principal_for_session(cookie, session=session),
+    )
 
 
 def principal_of(runtime: Runtime, request: Request) -> Principal | None:
