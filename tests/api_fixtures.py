@@ -65,6 +65,9 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
         # One token sends every request of a test (hundreds, from the fuzzer): the limits have
         # their own tests (test_api_limits.py).
         rate_limit_per_second=0,
+        # The learner trains on each negotiation as the spec says, however slow a busy machine
+        # makes it: merging when it falls behind has its own tests (test_learner_process.py).
+        learner_max_delay=60.0,
     )
 
 

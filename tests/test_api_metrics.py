@@ -50,3 +50,11 @@ def test_metrics_follow_training(client: TestClient) -> None:
     assert found[("haggler_training_loss", ())] >= 0
     assert found[("haggler_exploration_rate", ())] == 0.1
     assert found[("haggler_model_changes_total", (("source", "training"),))] >= 1
+    # The learner's lag: nothing waits, no merge, and each negotiation sampled its minibatches.
+    assert found[("haggler_learner_pending_negotiations", ())] == 0
+    assert found[("haggler_negotiations_merged_total", ())] == 0
+    assert found[("haggler_learner_samples_per_negotiation", ())] > 0
+    assert found[("haggler_learner_delay_seconds", ())] >= 0
+    training = client.get("/api/training").json()
+    assert (training["learner_pending"], training["negotiations_merged"]) == (0, 0)
+    assert training["samples_per_negotiation"] > 0 and training["learner_delay_s"] >= 0

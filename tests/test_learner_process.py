@@ -470,3 +470,73 @@ def test_a_promotion_warmup_publishes_no_version_before_enough_negotiations_were
         assert second is not None and second > first
         wait_for(lambda: client.get("/api/training").json()["model_version"] == second)
         assert {p["model_version"] for p in play(client, 1)} == {second}
+
+
+def test_a_learner_that_falls_behind_merges_what_waits_and_keeps_every_negotiation(
+    external: Settings, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past its pace the learner takes every waiting negotiation in at once, in larger
+    minibatches, and says so: none is lost, counted twice or left waiting."""
+    pressed = external.model_copy(update={"learner_max_delay": 1.0})
+    with TestClient(create_app(pressed), headers=OPERATOR) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        learner = StoreLearner(pressed, sessions)
+        learner.start()
+        play(client, 2)
+        assert learner.step() == 2  # one by one: this step measures the pace
+        assert learner.seconds_per_step is not None
+        played = play(client, 12)
+        buffered = learner.agent.buffer_size
+        first = serving(sessions)
+        # A pace at which 12 negotiations take longer than half of LEARNER_MAX_DELAY:
+        learner.seconds_per_step = 0.1
+        caplog.set_level(logging.INFO, logger="haggler.training")
+        assert learner.step() == 12
+        messages = [r.getMessage() for r in caplog.records]
+        assert not trainings_started(caplog)  # not one by one
+        assert any(m.startswith("[Training] Behind: merging 12 negotiations") for m in messages)
+        assert any(m.startswith("[Training] Completed ") for m in messages)
+        assert queued(sessions) == 0
+        assert learned_counter(sessions) == learner.learner.status.negotiations == 14
+        assert learner.agent.buffer_size == buffered + sum(p["result"]["rounds"] for p in played)
+        published = serving(sessions)
+        assert published is not None and first is not None and published > first
+        with sessions() as session:
+            merged = counters.get_counter(counters.NEGOTIATIONS_MERGED, session=session)
+            [*_, point] = metric_store.training_history(session=session, limit=10)
+        assert merged == 12
+        assert (point.merged, point.pending, point.negotiations) == (12, 0, 14)
+        assert point.samples_per_negotiation is not None and point.samples_per_negotiation > 0
+        assert point.delay_s is not None and point.delay_s >= 0
+        # SAVE_INTERVAL 3: the merge went past 12 and 15 is not reached; a checkpoint at 14.
+        assert point.checkpoint is not None and "_n14_" in point.checkpoint
+        # Caught up, it trains one by one again.
+        learner.seconds_per_step = 1e-6
+        play(client, 1)
+        caplog.clear()
+        assert learner.step() == 1
+        assert len(trainings_started(caplog)) == 1
+
+
+def test_a_learner_that_keeps_up_trains_on_each_negotiation_as_the_spec_says(
+    external: Settings, sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    keeping_up = external.model_copy(update={"learner_max_delay": 1.0, "save_interval": 100})
+    with TestClient(create_app(keeping_up), headers=OPERATOR) as client:
+        client.put("/api/training", json={"enabled": True}, headers=OPERATOR)
+        learner = StoreLearner(keeping_up, sessions)
+        learner.start()
+        play(client, 1)
+        learner.step()
+        learner.seconds_per_step = 1e-6  # a pace at which 3 negotiations fit easily
+        caplog.set_level(logging.INFO, logger="haggler.training")
+        played = play(client, 3)
+        assert learner.step() == 3
+        assert sorted(trainings_started(caplog).values()) == [1, 1, 1]
+        assert sum(m.getMessage().startswith("[Training] Processing") for m in caplog.records) == 3
+        with sessions() as session:
+            [*_, point] = metric_store.training_history(session=session, limit=10)
+            assert counters.get_counter(counters.NEGOTIATIONS_MERGED, session=session) == 0
+        assert (point.merged, point.pending) == (0, 0)
+        steps = sum(min(p["result"]["rounds"], 5) for p in played)
+        assert point.samples_per_negotiation == steps * learner.agent.config.batch_size / 3

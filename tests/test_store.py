@@ -172,14 +172,25 @@ def _play_stored_negotiation(session: Session) -> int:
     state = apply_move(state, Party.BUYER, Action.counter(700.0))
     state = apply_move(state, Party.SELLER, Action.counter(1100.0))
     negotiation_store.record_progress(
-        negotiation_id, before, state, session=session, decisions=[_decision(1, -0.002)]
+        negotiation_id,
+        before,
+        state,
+        session=session,
+        model_version=7,
+        decisions=[_decision(1, -0.002)],
     )
     session.commit()
     before = state
     state = apply_move(state, Party.BUYER, Action.counter(900.0))
     state = apply_move(state, Party.SELLER, Action.accept())
     negotiation_store.record_progress(
-        negotiation_id, before, state, session=session, decisions=[_decision(2, 0.05)], reward=0.048
+        negotiation_id,
+        before,
+        state,
+        session=session,
+        model_version=7,
+        decisions=[_decision(2, 0.05)],
+        reward=0.048,
     )
     session.commit()
     return negotiation_id
@@ -212,11 +223,15 @@ def test_a_stale_update_is_refused_and_changes_nothing(session: Session) -> None
     )
     session.commit()
     moved = apply_move(state, Party.BUYER, Action.counter(6.0))
-    negotiation_store.record_progress(negotiation_id, state, moved, session=session)
+    negotiation_store.record_progress(
+        negotiation_id, state, moved, session=session, model_version=1
+    )
     session.commit()
     other = apply_move(state, Party.BUYER, Action.counter(7.0))
     with pytest.raises(store.Conflict, match="changed meanwhile"):
-        negotiation_store.record_progress(negotiation_id, state, other, session=session)
+        negotiation_store.record_progress(
+            negotiation_id, state, other, session=session, model_version=1
+        )
     session.rollback()
     assert negotiation_store.get_negotiation(negotiation_id, session=session).state.bids == (6.0,)
 
@@ -372,7 +387,9 @@ def test_a_finished_negotiation_takes_no_more_moves(session: Session) -> None:
     before_stale = negotiation_store.get_negotiation(negotiation_id, session=session)
     after = apply_move(stale, Party.SELLER, Action.walk_away())
     with pytest.raises(store.Conflict):
-        negotiation_store.record_progress(negotiation_id, stale, after, session=session)
+        negotiation_store.record_progress(
+            negotiation_id, stale, after, session=session, model_version=7
+        )
     session.rollback()
     assert (
         negotiation_store.get_negotiation(negotiation_id, session=session).state

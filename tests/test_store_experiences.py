@@ -34,7 +34,12 @@ def finished_negotiations(session: Session, count: int) -> list[int]:
         state = apply_move(opened, Party.BUYER, Action.counter(90.0))
         state = apply_move(state, Party.SELLER, Action.accept())
         negotiation_store.record_progress(
-            negotiation_id, opened, state, session=session, decisions=[_decision(1, 0.05)]
+            negotiation_id,
+            opened,
+            state,
+            session=session,
+            model_version=7,
+            decisions=[_decision(1, 0.05)],
         )
         session.commit()
         ids.append(negotiation_id)

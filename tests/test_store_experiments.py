@@ -56,6 +56,7 @@ def finished_negotiation(session: Session, *, accept: bool, version: int = 1) ->
         state,
         after,
         session=session,
+        model_version=version,
         decisions=[decision],
         reward=decision.reward,
     )

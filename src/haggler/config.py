@@ -209,6 +209,17 @@ class Settings(BaseSettings):
             "gives it about a tenth of a busy core beside serving, 0 an equal share."
         ),
     )
+    learner_max_delay: float = Field(
+        1.0,
+        gt=0.0,
+        le=60.0,
+        description=(
+            "Seconds a finished negotiation may wait for weights that learned from it. While "
+            "the learner keeps up it trains on each negotiation as the spec says; when training "
+            "them one by one would take longer, it merges every waiting negotiation into one "
+            "update of larger minibatches, cut off at half of this time."
+        ),
+    )
     currency: str = Field(
         "EUR",
         pattern=r"^[A-Z]{3}$",

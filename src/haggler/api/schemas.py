@@ -251,6 +251,21 @@ class TrainingOut(BaseModel):
         description="Whether a learner (this service's or another's) has caught up with the "
         "store and is learning from it; false while one starts, which takes seconds."
     )
+    learner_pending: int = Field(
+        description="Finished negotiations waiting for the learner after its last update."
+    )
+    learner_delay_s: float | None = Field(
+        description="Median seconds from the end of the negotiations of the learner's last "
+        "published update to that version (the serving processes follow within 0.1 s)."
+    )
+    samples_per_negotiation: float | None = Field(
+        description="Transitions the last update's gradient steps sampled per negotiation "
+        "(TRAIN_STEPS x batch size while the learner keeps up; fewer when it merges)."
+    )
+    negotiations_merged: int = Field(
+        description="Negotiations a learner that had fallen behind merged into larger updates "
+        "(LEARNER_MAX_DELAY), since the store began."
+    )
 
 
 class TrainingIn(BaseModel):
@@ -288,6 +303,17 @@ class TrainingPointOut(BaseModel):
     epsilon: float = Field(description="Exploration rate while these negotiations were played.")
     model_version: int
     checkpoint: str | None
+    pending: int = Field(description="Negotiations still waiting for the learner after it.")
+    merged: int = Field(
+        description="Negotiations merged into this update by a learner that had fallen behind "
+        "(0: it trained on each one by one, as the spec says)."
+    )
+    samples_per_negotiation: float | None = Field(
+        description="Transitions its gradient steps sampled, per negotiation taken in."
+    )
+    delay_s: float | None = Field(
+        description="Median seconds from the end of its negotiations to the version it published."
+    )
 
 
 class TrainingHistoryOut(BaseModel):

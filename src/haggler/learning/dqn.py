@@ -173,13 +173,14 @@ class BuyerAgent:
     def buffer_size(self) -> int:
         return len(self.replay_buffer)
 
-    def train_steps(self, steps: int) -> float:
-        """Run `steps` gradient steps from the replay buffer; return the mean loss (nan if none)."""
+    def train_steps(self, steps: int, *, batch_size: int | None = None) -> float:
+        """Run `steps` gradient steps from the replay buffer, each on a minibatch of
+        `batch_size` transitions (default: the config's); return the mean loss (nan if none)."""
         if steps <= 0 or len(self.replay_buffer) == 0:
             return float("nan")
         # One draw of steps x batch_size transitions, split into the steps' minibatches: the same
         # uniform sampling with replacement, at a fifth of the buffer's per-call overhead.
-        size = self.config.batch_size
+        size = batch_size or self.config.batch_size
         anchored = 0
         if self.anchor_buffer is not None and len(self.anchor_buffer):
             anchored = round(self.anchor_share * size)

@@ -40,6 +40,8 @@ from haggler.store import snapshots as snapshot_store
 
 log = logging.getLogger("haggler.training")
 
+MERGE_LIMIT = 4096
+"""The most waiting negotiations one step takes in (a longer queue takes several steps)."""
 LEASE_SECONDS = 6.0
 """How long a learner's claim on the store lasts without renewal (it renews at half of it): a
 learner that died is replaced by one standing by within this time."""
@@ -56,6 +58,34 @@ class _Unwritten:
     """The losses of the gradient steps not yet published."""
     checkpoint: Path | None = None
     """A checkpoint written that the training history does not name yet."""
+
+
+@dataclasses.dataclass
+class _Lag:
+    """How far behind the learner is, as one step saw it (a point of the training history)."""
+
+    pending: int = 0
+    """Finished negotiations still waiting after the step."""
+    merged: int = 0
+    """Negotiations the step merged into one update (0: it trained on each one by one)."""
+    samples: int = 0
+    """Transitions the step's gradient steps sampled."""
+    delay_s: float | None = None
+    """Median seconds from the end of the step's negotiations to the version it published."""
+
+
+def _waited(negotiation: experience_store.QueuedNegotiation) -> float:
+    finished = negotiation.finished_at
+    if finished is None:
+        return 0.0
+    if finished.tzinfo is None:  # SQLite hands back naive datetimes (stored as UTC)
+        finished = finished.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - finished).total_seconds()
+
+
+def _median_wait(queue: list[experience_store.QueuedNegotiation]) -> float | None:
+    waits = sorted(_waited(n) for n in queue)
+    return waits[len(waits) // 2] if waits else None
 
 
 class StoreLearner:
@@ -99,6 +129,9 @@ class StoreLearner:
         self._last_candidate_at = 0
         """Negotiations learned from when the last candidate was judged."""
         self._unwritten = _Unwritten()
+        self.seconds_per_step: float | None = None
+        """The learner's recent pace: seconds per gradient step of one-by-one training, with
+        what goes with it (an exponential mean; None until the first step measures it)."""
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -117,7 +150,7 @@ class StoreLearner:
         self.agent.set_learning_rate(self.settings.online_learning_rate)
         if self.holds_lease():
             with self.sessions() as session:  # the restart shows in the history
-                self._record(session, enabled=False, losses=[], checkpoint=None)
+                self._record(session, enabled=False, losses=[], checkpoint=None, lag=_Lag())
                 session.commit()
         log.info(
             "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
@@ -194,7 +227,10 @@ class StoreLearner:
         with self.sessions() as session:
             enabled = counters.get_counter(counters.TRAINING_ENABLED, session=session) == 1
             self._follow(session, snapshot_store.serving_version(session=session))
-            queue = experience_store.negotiations_to_learn(session=session, limit=self.batch)
+            queue = experience_store.negotiations_to_learn(session=session, limit=MERGE_LIMIT)
+            waiting = len(queue)
+            if waiting == MERGE_LIMIT:
+                waiting = experience_store.count_to_learn(session=session)
             next_version = snapshot_store.highest_version(session=session) + 1
         unwritten = self._unwritten
         if not queue:
@@ -211,24 +247,46 @@ class StoreLearner:
             )
             if not self.holds_lease():  # building it took long enough for another to take over
                 return 0
-        self.behind = len(queue) == self.batch  # more may be waiting: step again at once
-        for taken, negotiation in enumerate(queue, start=1):
-            experiences = negotiation.experiences
-            if experiences is None or negotiation.id in unwritten.taken_in:
-                continue
-            # Noted before it is taken in: one that fails half-way is not taken in again.
-            unwritten.taken_in[negotiation.id] = False
-            if enabled:
-                loss = self.learner.learn(negotiation.id, experiences)
-                unwritten.taken_in[negotiation.id] = True
-                if loss is not None:
-                    unwritten.losses.append(loss)
-                if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
-                    self.behind = taken < len(queue)
-                    queue = queue[:taken]
-                    break
-            else:  # every experience is kept; training resumes with it when switched on
-                self.agent.add_transitions(experiences)
+        fresh = [n for n in queue if n.experiences is not None and n.id not in unwritten.taken_in]
+        merge = enabled and self._falls_behind(fresh)
+        if not merge:
+            queue = queue[: self.batch]
+        lag = _Lag(merged=len(fresh) if merge else 0)
+        if merge:
+            taken_in = [(n.id, n.experiences) for n in fresh if n.experiences is not None]
+            # Noted before they are taken in: a failure half-way does not take them in again.
+            unwritten.taken_in.update(dict.fromkeys((i for i, _ in taken_in), False))
+            update = self.learner.learn_merged(
+                taken_in, seconds=self.settings.learner_max_delay / 2
+            )
+            unwritten.taken_in.update(dict.fromkeys((i for i, _ in taken_in), True))
+            if update.loss is not None:
+                unwritten.losses.append(update.loss)
+            lag.samples = update.samples
+        else:
+            started, steps = time.perf_counter(), 0
+            for taken, negotiation in enumerate(queue, start=1):
+                experiences = negotiation.experiences
+                if experiences is None or negotiation.id in unwritten.taken_in:
+                    continue
+                # Noted before it is taken in: one that fails half-way is not taken in again.
+                unwritten.taken_in[negotiation.id] = False
+                if enabled:
+                    loss = self.learner.learn(negotiation.id, experiences)
+                    unwritten.taken_in[negotiation.id] = True
+                    steps += min(len(experiences.move), self.learner.config.train_steps)
+                    if loss is not None:
+                        unwritten.losses.append(loss)
+                    if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
+                        queue = queue[:taken]
+                        break
+                else:  # every experience is kept; training resumes with it when switched on
+                    self.agent.add_transitions(experiences)
+            if steps:
+                self._measure_pace((time.perf_counter() - started) / steps)
+            lag.samples = steps * self.agent.config.batch_size
+        lag.pending = waiting - len(queue)
+        self.behind = lag.pending > 0  # more are waiting: step again at once
         published = None
         warm = self.learner.status.negotiations >= self.settings.promotion_warmup
         # The checkpoint (if due) carries the version it is published as.
@@ -272,8 +330,19 @@ class StoreLearner:
                         # for `_tidy_store`.
                         forget_old=False,
                     )
+                if published is not None:
+                    lag.delay_s = _median_wait(queue)
+                if lag.merged:
+                    counters.add_to_counter(
+                        counters.NEGOTIATIONS_MERGED, lag.merged, session=session
+                    )
                 self._record(
-                    session, enabled=enabled, losses=unwritten.losses, checkpoint=checkpoint
+                    session,
+                    enabled=enabled,
+                    losses=unwritten.losses,
+                    checkpoint=checkpoint,
+                    lag=lag,
+                    trained=sum(unwritten.taken_in.values()),
                 )
                 session.commit()
             except store.Conflict:  # a restore won the race: learn on from it
@@ -304,8 +373,35 @@ class StoreLearner:
             )
         return len(queue)
 
+    def _falls_behind(self, queue: list[experience_store.QueuedNegotiation]) -> bool:
+        """Whether the waiting `queue` is more than one step trains one negotiation at a time:
+        more than `batch` negotiations, or more gradient steps than the measured pace runs in
+        half of LEARNER_MAX_DELAY. Then the step merges it."""
+        if self.seconds_per_step is None or not queue:
+            return False  # the first step trains one by one, and measures the pace
+        steps = sum(
+            min(len(n.experiences.move), self.learner.config.train_steps)
+            for n in queue
+            if n.experiences is not None
+        )
+        budget = self.settings.learner_max_delay / 2
+        return len(queue) > self.batch or steps * self.seconds_per_step > budget
+
+    def _measure_pace(self, seconds_per_step: float) -> None:
+        if self.seconds_per_step is None:
+            self.seconds_per_step = seconds_per_step
+        else:  # recent steps count most: the machine's load changes
+            self.seconds_per_step = 0.8 * self.seconds_per_step + 0.2 * seconds_per_step
+
     def _record(
-        self, session: Session, *, enabled: bool, losses: list[float], checkpoint: Path | None
+        self,
+        session: Session,
+        *,
+        enabled: bool,
+        losses: list[float],
+        checkpoint: Path | None,
+        lag: _Lag,
+        trained: int = 0,
     ) -> None:
         """One point of the training history (the dashboard's charts, `/api/training`)."""
         status = self.learner.status
@@ -319,6 +415,10 @@ class StoreLearner:
                 model_version=self.agent.model_version,
                 checkpoint=checkpoint.name if checkpoint is not None else None,
                 checkpoint_error=status.checkpoint_error if checkpoint is None else None,
+                pending=lag.pending,
+                merged=lag.merged,
+                samples_per_negotiation=lag.samples / trained if trained else None,
+                delay_s=lag.delay_s,
             ),
             session=session,
         )

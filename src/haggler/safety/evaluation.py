@@ -66,6 +66,22 @@ def mean_ci(values: Sequence[float] | np.ndarray) -> Estimate:
     return Estimate(mean, mean - half, mean + half)
 
 
+def mean_ci_of_moments(count: int, total: float, squares: float) -> Estimate:
+    """`mean_ci` of values known only by their count, sum and sum of squares (the store's
+    totals, kept as negotiations finish): the same Student-t interval."""
+    if count == 0:
+        return Estimate(math.nan, math.nan, math.nan)
+    mean = total / count
+    if count < 2:
+        return Estimate(mean, math.nan, math.nan)
+    variance = (squares - count * mean * mean) / (count - 1)
+    # Sums of squares cancel to a rounding error, not to 0, when every value is the same.
+    if variance <= 1e-12 * max(1.0, mean * mean):
+        return Estimate(mean, mean, mean)
+    half = math.sqrt(variance / count) * float(stats.t.ppf((1 + CONFIDENCE) / 2, count - 1))
+    return Estimate(mean, mean - half, mean + half)
+
+
 def proportion_ci(successes: int, trials: int) -> Estimate:
     """Share with a Wilson score interval (sound near 0 and 1, unlike the normal one)."""
     if trials == 0:

@@ -59,6 +59,7 @@ def play_turn(
         state,
         after,
         session=session,
+        model_version=version,
         decisions=decisions,
         answered=answered,
         reward=episode_return(after) if after.is_over else None,
@@ -100,6 +101,7 @@ def play_simulated(
         opened,
         final,
         session=session,
+        model_version=version,
         decisions=decisions,
         reward=episode_return(final),
     )

@@ -25,6 +25,8 @@ TRAINING_ENABLED = "training_enabled"
 """Counter: 1 while online training is on (switched at run time by the operator)."""
 NEGOTIATIONS_LEARNED = "negotiations_learned"
 """Counter: negotiations the learner has trained on (checkpoint names count with it)."""
+NEGOTIATIONS_MERGED = "negotiations_merged"
+"""Counter: negotiations a learner that had fallen behind merged into larger updates."""
 
 
 COUNTERS = cast(Table, CounterRow.__table__)

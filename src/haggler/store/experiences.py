@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     bindparam,
+    func,
     select,
     update,
 )
@@ -105,6 +106,18 @@ def negotiations_to_learn(*, session: Session, limit: int) -> list[QueuedNegotia
     ).all()
     experiences = _experiences_by_negotiation([r.id for r in rows], session=session)
     return [QueuedNegotiation(r.id, r.finished_at, experiences.get(r.id)) for r in rows]
+
+
+def count_to_learn(*, session: Session) -> int:
+    """How many finished negotiations wait in the learner's queue (its partial index)."""
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(NegotiationRow)
+            .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_(None))
+        )
+        or 0
+    )
 
 
 _MARK_LEARNED = (

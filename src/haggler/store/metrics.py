@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import cast
 
 from sqlalchemy import (
@@ -23,6 +22,7 @@ from haggler.store.tables import (
     NegotiationRow,
     TrainingPointRow,
 )
+from haggler.store.totals import Totals, open_count, totals
 
 _INSERT_TRAINING_POINT = insert(cast(Table, TrainingPointRow.__table__))
 
@@ -52,7 +52,9 @@ def finished_series(*, session: Session, limit: int) -> list[FinishedPoint]:
             NegotiationRow.deal_price,
             NegotiationRow.model_version,
         )
-        .where(NegotiationRow.status == "finished")
+        # Finished is what has an end; by this condition, not the status, the planner walks
+        # the (finished_at, id) index backwards, reading only the rows it returns.
+        .where(NegotiationRow.finished_at.is_not(None))
         .order_by(NegotiationRow.finished_at.desc(), NegotiationRow.id.desc())
         .limit(limit)
     ).all()
@@ -69,18 +71,6 @@ def finished_series(*, session: Session, limit: int) -> list[FinishedPoint]:
         )
         for r in reversed(rows)
     ]
-
-
-def negotiation_counts(*, session: Session) -> list[tuple[str, int, int]]:
-    """(outcome or 'open', model version, count) over every negotiation in the store."""
-    rows = session.execute(
-        select(
-            func.coalesce(NegotiationRow.outcome, "open"),
-            NegotiationRow.model_version,
-            func.count(),
-        ).group_by(NegotiationRow.outcome, NegotiationRow.model_version)
-    ).all()
-    return [(str(outcome), int(version), int(count)) for outcome, version, count in rows]
 
 
 def model_change_counts(*, session: Session) -> dict[str, int]:
@@ -104,6 +94,14 @@ class TrainingPoint:
     model_version: int
     checkpoint: str | None = None
     checkpoint_error: str | None = None
+    pending: int = 0
+    """Finished negotiations still waiting for the learner after this update."""
+    merged: int = 0
+    """Negotiations merged into this update (0: it trained on each one by one)."""
+    samples_per_negotiation: float | None = None
+    """Transitions the update's gradient steps sampled, per negotiation taken in."""
+    delay_s: float | None = None
+    """Median seconds from the end of its negotiations to the version this update published."""
 
 
 def add_training_point(point: TrainingPoint, *, session: Session) -> None:
@@ -120,6 +118,10 @@ def _point(row: TrainingPointRow) -> TrainingPoint:
         row.model_version,
         row.checkpoint,
         row.checkpoint_error,
+        row.pending,
+        row.merged,
+        row.samples_per_negotiation,
+        row.delay_s,
     )
 
 
@@ -150,35 +152,16 @@ class Summary:
     negotiations: int
     finished: int
     deals: int
-    rewards: list[float]
-    savings_pct: list[float]
-    """Per deal: saving against list price in percent."""
-    savings_total: Decimal
-    rounds: list[int]
+    totals: Totals
+    """Sums over every finished negotiation (reward, savings, rounds)."""
 
 
 def summary(*, session: Session) -> Summary:
-    """Totals and per-negotiation figures over all finished negotiations."""
-    total = session.scalar(select(func.count()).select_from(NegotiationRow)) or 0
-    rows = session.execute(
-        select(
-            NegotiationRow.outcome,
-            NegotiationRow.deal_price,
-            NegotiationRow.list_price,
-            NegotiationRow.quantity,
-            NegotiationRow.reward,
-            NegotiationRow.rounds,
-        ).where(NegotiationRow.status == "finished")
-    ).all()
-    deals = [r for r in rows if r.outcome == "deal" and r.deal_price is not None]
+    """Totals over all finished negotiations, from the totals kept as each one finished."""
+    kept = totals(session=session)
     return Summary(
-        negotiations=total,
-        finished=len(rows),
-        deals=len(deals),
-        rewards=[r.reward for r in rows if r.reward is not None],
-        savings_pct=[float(100 * (r.list_price - r.deal_price) / r.list_price) for r in deals],
-        savings_total=sum(
-            ((r.list_price - r.deal_price) * r.quantity for r in deals), start=Decimal("0.00")
-        ),
-        rounds=[r.rounds for r in rows],
+        negotiations=kept.finished + open_count(session=session),
+        finished=kept.finished,
+        deals=kept.negotiations.get("deal", 0),
+        totals=kept,
     )

@@ -33,6 +33,7 @@ from haggler.core.negotiation import (
     open_negotiation,
 )
 from haggler.core.transitions import LoggedDecision
+from haggler.store import totals
 from haggler.store.base import Conflict, Database, NotFound, money_decimal, run_statement
 from haggler.store.catalogue import StoredProduct, get_product, list_products
 from haggler.store.tables import (
@@ -152,14 +153,16 @@ def record_progress(
     after: NegotiationState,
     *,
     session: Database,
+    model_version: int,
     decisions: Sequence[LoggedDecision] = (),
     answered: tuple[int, float] | None = None,
     reward: float | None = None,
 ) -> None:
     """Store the moves that took `before` to `after`: the new turns, the buyer's `decisions`,
     the reward of the earlier decision the seller's move `answered` (round, reward) and, once
-    the negotiation is over, its outcome and return `reward`. The update only applies if
-    nobody else moved first (Conflict otherwise)."""
+    the negotiation is over, its outcome and return `reward`, counted in the totals under the
+    `model_version` that played it. The update only applies if nobody else moved first
+    (Conflict otherwise)."""
     new_turns = after.transcript[len(before.transcript) :]
     values: dict[str, object] = {"rounds": after.buyer_moves}
     if after.is_over:
@@ -178,6 +181,20 @@ def record_progress(
     )
     if updated.rowcount != 1:
         raise Conflict(f"negotiation {negotiation_id} changed meanwhile; read it again")
+    if after.is_over:
+        totals.add_finished(
+            totals.Finished(
+                negotiation_id,
+                model_version,
+                after.outcome.value if after.outcome else "unknown",
+                reward,
+                after.buyer_moves,
+                money_decimal(after.terms.list_price),
+                money_decimal(after.deal_price) if after.deal_price is not None else None,
+                after.terms.quantity,
+            ),
+            session=session,
+        )
     if answered is not None:
         answer = {
             "answered_negotiation": negotiation_id,

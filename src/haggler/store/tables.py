@@ -99,6 +99,9 @@ class NegotiationRow(Base):
             sqlite_where=LEARNER_QUEUE,
             postgresql_where=LEARNER_QUEUE,
         ),
+        # The newest finished first (the dashboard's series): a read of as many index entries
+        # as it returns, where sorting every finished negotiation grew with history.
+        Index("ix_negotiations_finished", "finished_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -267,3 +270,42 @@ class TrainingPointRow(Base):
     model_version: Mapped[int] = mapped_column(Integer)
     checkpoint: Mapped[str | None] = mapped_column(String(500))
     checkpoint_error: Mapped[str | None] = mapped_column(String(1000))
+    pending: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Finished negotiations still waiting for the learner after this update."""
+    merged: Mapped[int] = mapped_column(Integer, server_default="0")
+    """Negotiations merged into this update (0: trained on one by one)."""
+    samples_per_negotiation: Mapped[float | None] = mapped_column(Float)
+    delay_s: Mapped[float | None] = mapped_column(Float)
+    """Median seconds from its negotiations' end to the version it published."""
+
+
+class OutcomeTotalRow(Base):
+    """Sums over the finished negotiations of one outcome (one of SHARDS rows per outcome)."""
+
+    __tablename__ = "outcome_totals"
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    negotiations: Mapped[int] = mapped_column(BigInteger)
+    rewarded: Mapped[int] = mapped_column(BigInteger)
+    """Negotiations with a reward (every one the agent played)."""
+    reward_sum: Mapped[float] = mapped_column(Float)
+    reward_squares: Mapped[float] = mapped_column(Float)
+    deals_priced: Mapped[int] = mapped_column(BigInteger)
+    savings_pct_sum: Mapped[float] = mapped_column(Float)
+    """Saving against list price in percent, summed over the deals."""
+    savings_pct_squares: Mapped[float] = mapped_column(Float)
+    savings_total: Mapped[Decimal] = mapped_column(Numeric(20, 2))
+    """Money saved against list price (price difference times quantity), exact."""
+    rounds_sum: Mapped[int] = mapped_column(BigInteger)
+    rounds_squares: Mapped[int] = mapped_column(BigInteger)
+
+
+class VersionOutcomeRow(Base):
+    """Finished negotiations by the model version that played them and their outcome."""
+
+    __tablename__ = "version_outcomes"
+
+    model_version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    outcome: Mapped[str] = mapped_column(String(20), primary_key=True)
+    negotiations: Mapped[int] = mapped_column(BigInteger)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.api.deps import OPERATORS, RuntimeDep, require_operator
 from haggler.serving.service import NegotiationService
-from haggler.store import counters
+from haggler.store import counters, totals
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
 
@@ -23,6 +23,10 @@ router = APIRouter(
 )
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+NEWEST_VERSIONS = 20
+"""Model versions with series of their own in `haggler_negotiations`: with training on, a new
+version serves every few seconds, and a series per version would grow without bound."""
 
 # Buckets around the service's target (p99 under 15 ms) and its tail.
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -46,19 +50,21 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         with self.sessions() as session:
-            counts = metric_store.negotiation_counts(session=session)
+            counts = totals.version_counts(session=session, newest=NEWEST_VERSIONS)
             history = metric_store.training_history(session=session, limit=50)
             trained = counters.get_counter(counters.NEGOTIATIONS_LEARNED, session=session)
+            merged = counters.get_counter(counters.NEGOTIATIONS_MERGED, session=session)
             changes = metric_store.model_change_counts(session=session)
             statuses = snapshot_store.model_status_counts(session=session)
             promotions = snapshot_store.promotion_count(session=session)
         negotiations = CounterMetricFamily(
             "haggler_negotiations",
-            "Negotiations by outcome ('open' while in progress) and the version that began them.",
+            "Negotiations by outcome ('open' while in progress) and the version that played "
+            f"them: the {NEWEST_VERSIONS} newest versions, and every older one as 'older'.",
             labels=["outcome", "model_version"],
         )
         for outcome, version, count in counts:
-            negotiations.add_metric([outcome, str(version)], count)
+            negotiations.add_metric([outcome, version], count)
         yield negotiations
         latest = history[-1] if history else None
         loss = next((p.loss for p in reversed(history) if p.loss is not None), None)
@@ -90,6 +96,37 @@ class StoreCollector(Collector):
         yield CounterMetricFamily(
             "haggler_negotiations_trained", "Negotiations the learner trained on.", value=trained
         )
+        yield CounterMetricFamily(
+            "haggler_negotiations_merged",
+            "Negotiations a learner that had fallen behind merged into larger updates.",
+            value=merged,
+        )
+        for name, text, value in (
+            (
+                "haggler_learner_pending_negotiations",
+                "Finished negotiations waiting for the learner after its last update.",
+                latest.pending if latest else 0,
+            ),
+            (
+                "haggler_learner_delay_seconds",
+                "Median seconds from the end of the last update's negotiations to its version.",
+                next((p.delay_s for p in reversed(history) if p.delay_s is not None), None),
+            ),
+            (
+                "haggler_learner_samples_per_negotiation",
+                "Transitions the last update sampled per negotiation it took in.",
+                next(
+                    (
+                        p.samples_per_negotiation
+                        for p in reversed(history)
+                        if p.samples_per_negotiation is not None
+                    ),
+                    None,
+                ),
+            ),
+        ):
+            if value is not None:
+                yield GaugeMetricFamily(name, text, value=float(value))
         model_changes = CounterMetricFamily(
             "haggler_model_changes",
             "Model versions published to serve, by source: 'training', 'restore', 'rollback'.",

@@ -36,10 +36,11 @@ from haggler.learning.checkpoints import (
     resolve_checkpoint,
 )
 from haggler.learning.checkpoints import restore as restore_checkpoint
-from haggler.safety.evaluation import mean_ci, proportion_ci
+from haggler.safety.evaluation import mean_ci_of_moments, proportion_ci
 from haggler.store import counters, maintenance
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
+from haggler.store.totals import Moments
 
 # Operators' pages: every route here needs an operator account.
 router = APIRouter(
@@ -52,8 +53,8 @@ router = APIRouter(
 AUTH = OPERATORS
 
 
-def _estimate(values: list[float] | list[int]) -> Estimate:
-    e = mean_ci(np.asarray(values, dtype=float))
+def _estimate(moments: Moments) -> Estimate:
+    e = mean_ci_of_moments(moments.count, moments.total, moments.squares)
     return Estimate(**e.as_dict())
 
 
@@ -66,10 +67,10 @@ async def summary(session: SessionDep) -> SummaryOut:
         finished=s.finished,
         deals=s.deals,
         deal_rate=Estimate(**deal_rate),
-        average_reward=_estimate(s.rewards),
-        savings_total=s.savings_total,
-        average_savings_pct=_estimate(s.savings_pct),
-        average_rounds=_estimate(s.rounds),
+        average_reward=_estimate(s.totals.reward),
+        savings_total=s.totals.savings_total,
+        average_savings_pct=_estimate(s.totals.savings_pct),
+        average_rounds=_estimate(s.totals.rounds),
     )
 
 
@@ -91,6 +92,17 @@ def _training(runtime: Runtime, session: Session) -> TrainingOut:
         update_delay_median_s=float(np.median(delays)) if delays else None,
         learner_running=runtime.learner_alive() if runtime.learner_alive else None,
         learner_ready=maintenance.learner_lease_held(session=session, now=time.time()),
+        learner_pending=latest.pending if latest else 0,
+        learner_delay_s=next((p.delay_s for p in reversed(history) if p.delay_s is not None), None),
+        samples_per_negotiation=next(
+            (
+                p.samples_per_negotiation
+                for p in reversed(history)
+                if p.samples_per_negotiation is not None
+            ),
+            None,
+        ),
+        negotiations_merged=counters.get_counter(counters.NEGOTIATIONS_MERGED, session=session),
     )
 
 
