@@ -248,22 +248,27 @@ def test_listing_filters_and_pages_newest_first(session: Session) -> None:
         model_version=8,
     )
     session.commit()
-    page, total = negotiation_store.list_negotiations(
-        session=session, where=negotiation_store.NegotiationFilter(), limit=1
-    )
-    assert total == 2 and [n.id for n in page] == [second]
-    page, _ = negotiation_store.list_negotiations(
-        session=session, where=negotiation_store.NegotiationFilter(), limit=1, offset=1
-    )
+    every = negotiation_store.NegotiationFilter()
+    page = negotiation_store.list_negotiations(session=session, where=every, limit=1)
+    assert [n.id for n in page] == [second]
+    assert negotiation_store.count_negotiations(session=session, where=every) == (2, True)
+    page = negotiation_store.list_negotiations(session=session, where=every, limit=1, offset=1)
     assert [n.id for n in page] == [first]
-    deals, total = negotiation_store.list_negotiations(
-        session=session, where=negotiation_store.NegotiationFilter(outcome="deal")
-    )
-    assert total == 1 and deals[0].id == first
-    by_version, _ = negotiation_store.list_negotiations(
+    page = negotiation_store.list_negotiations(session=session, where=every, before=second)
+    assert [n.id for n in page] == [first]  # the cursor: ids below the last one seen
+    assert negotiation_store.list_negotiations(session=session, where=every, before=first) == []
+    dealt = negotiation_store.NegotiationFilter(outcome="deal")
+    deals = negotiation_store.list_negotiations(session=session, where=dealt)
+    assert [n.id for n in deals] == [first]
+    assert negotiation_store.count_negotiations(session=session, where=dealt) == (1, True)
+    for status, count in (("open", 1), ("finished", 1)):
+        only = negotiation_store.NegotiationFilter(status=status)
+        assert negotiation_store.count_negotiations(session=session, where=only) == (count, True)
+    by_version = negotiation_store.list_negotiations(
         session=session, where=negotiation_store.NegotiationFilter(model_version=8)
     )
     assert [n.id for n in by_version] == [second]
+    assert negotiation_store.newest_id(session=session, where=every) == second
     assert negotiation_store.open_negotiation_ids(session=session) == [second]
 
 

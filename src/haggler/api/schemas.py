@@ -163,6 +163,7 @@ class NegotiationOut(BaseModel):
     model_version: int
     created_at: datetime
     finished_at: datetime | None
+    currency: str = Field(description="ISO 4217 code of every price here.")
 
 
 class SellerViewOut(BaseModel):
@@ -192,20 +193,33 @@ class ExternalStartOut(BaseModel):
     negotiation: SellerViewOut
 
 
+PAGING = {
+    "total": "How many negotiations match; at least this many where `total_exact` is false "
+    "(a filtered count stops at 10,000).",
+    "next_before": "Pass as `before` for the next page (null: this is the last); a cursor costs "
+    "the same at any depth, where a large `offset` reads every row it skips.",
+}
+
+
 class NegotiationPage(BaseModel):
     items: list[NegotiationOut]
-    total: int
+    total: int = Field(description=PAGING["total"])
+    total_exact: bool = True
     limit: int
     offset: int
+    next_before: int | None = Field(None, description=PAGING["next_before"])
+    currency: str = Field(description="ISO 4217 code of every price here.")
 
 
 class SellerPage(BaseModel):
     """A seller's negotiations, newest first, in the seller's view."""
 
     items: list[SellerViewOut]
-    total: int
+    total: int = Field(description=PAGING["total"])
+    total_exact: bool = True
     limit: int
     offset: int
+    next_before: int | None = Field(None, description=PAGING["next_before"])
 
 
 class Estimate(BaseModel):
@@ -416,3 +430,27 @@ class FinishedPointOut(BaseModel):
 
 class FinishedSeriesOut(BaseModel):
     points: list[FinishedPointOut] = Field(description="Finished negotiations, oldest first.")
+
+
+class ModelEventOut(BaseModel):
+    """A moment the dashboard's charts mark: a version that began to serve other than as an
+    update of the learner (a restore, a rollback, a promoted candidate), or an A/B test that
+    started or ended."""
+
+    at: datetime
+    kind: Literal["restore", "rollback", "promotion", "ab_test_start", "ab_test_end"]
+    version: int = Field(
+        description="The version that serves from then on; for an A/B test, its challenger."
+    )
+    checkpoint: str | None = Field(None, description="For a restore: the checkpoint restored.")
+    copy_of: int | None = Field(
+        None, description="For a rollback: the version whose weights serve again."
+    )
+    ab_test_id: int | None = None
+    champion_version: int | None = Field(
+        None, description="For an A/B test: the version the challenger plays against."
+    )
+    outcome: Literal["promoted", "rejected", "stopped"] | None = Field(
+        None, description="For the end of an A/B test: what became of the challenger."
+    )
+    reason: str | None = Field(None, description="Why, in the words of whoever decided.")

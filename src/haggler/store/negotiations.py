@@ -3,6 +3,7 @@ reading them back and listing them."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from typing import cast
 
 import numpy as np
 from sqlalchemy import (
+    Select,
     Table,
     Update,
     bindparam,
@@ -374,10 +376,12 @@ class NegotiationFilter:
     """Only the negotiations this seller account is party to."""
 
 
-def list_negotiations(
-    *, session: Session, where: NegotiationFilter, limit: int = 50, offset: int = 0
-) -> tuple[list[StoredNegotiation], int]:
-    """One page of negotiations, newest first, and the total that match."""
+COUNT_LIMIT = 10_000
+"""A filtered count stops here (the API says "at least"): counting every match of a filter
+grows with history, and a list's first page must not."""
+
+
+def _filtered(where: NegotiationFilter) -> Select[NegotiationRow]:
     query = select(NegotiationRow)
     for column, value in (
         (NegotiationRow.product_id, where.product_id),
@@ -390,9 +394,45 @@ def list_negotiations(
     ):
         if value is not None:
             query = query.where(column == value)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return query
+
+
+def count_negotiations(*, session: Session, where: NegotiationFilter) -> tuple[int, bool]:
+    """How many negotiations match `where`, and whether that is exact: from the totals kept
+    as negotiations finish where the filter is only by status, else counted up to COUNT_LIMIT
+    (False past it: at least that many)."""
+    if dataclasses.replace(where, status=None) == NegotiationFilter():
+        opened = totals.open_count(session=session)
+        if where.status == "open":
+            return opened, True
+        finished = totals.totals(session=session).finished
+        return (finished, True) if where.status == "finished" else (finished + opened, True)
+    capped = _filtered(where).with_only_columns(NegotiationRow.id).limit(COUNT_LIMIT + 1)
+    found = session.scalar(select(func.count()).select_from(capped.subquery())) or 0
+    return min(found, COUNT_LIMIT), found <= COUNT_LIMIT
+
+
+def list_negotiations(
+    *,
+    session: Session,
+    where: NegotiationFilter,
+    limit: int = 50,
+    offset: int = 0,
+    before: int | None = None,
+) -> list[StoredNegotiation]:
+    """One page of negotiations, newest first: after skipping `offset`, or (a cursor, whose
+    cost does not grow with the page's depth) those with an id below `before`."""
+    query = _filtered(where)
+    if before is not None:
+        query = query.where(NegotiationRow.id < before)
     rows = session.scalars(query.order_by(NegotiationRow.id.desc()).limit(limit).offset(offset))
-    return _negotiations(rows.all(), session=session), total
+    return _negotiations(rows.all(), session=session)
+
+
+def newest_id(*, session: Session, where: NegotiationFilter) -> int | None:
+    """The id of the newest negotiation `where` selects."""
+    query = _filtered(where).with_only_columns(NegotiationRow.id)
+    return session.scalar(query.order_by(NegotiationRow.id.desc()).limit(1))
 
 
 def open_negotiation_ids(*, session: Session) -> list[int]:

@@ -69,17 +69,16 @@ def current_state(
                     }
             except store.NotFound:
                 pass
-        newest, negotiations = negotiation_store.list_negotiations(
-            session=session, where=mine, limit=1
-        )
-        _, finished = negotiation_store.list_negotiations(
-            session=session, where=dataclasses.replace(mine, status="finished"), limit=1
+        newest = negotiation_store.newest_id(session=session, where=mine)
+        negotiations, _ = negotiation_store.count_negotiations(session=session, where=mine)
+        finished, _ = negotiation_store.count_negotiations(
+            session=session, where=dataclasses.replace(mine, status="finished")
         )
         if not operator:
             return {
                 "negotiations": negotiations,
                 "finished": finished,
-                "newest_id": newest[0].id if newest else None,
+                "newest_id": newest,
                 **({"negotiation": followed} if followed is not None else {}),
             }
         updates = metric_store.training_history(session=session, limit=1)
@@ -89,7 +88,7 @@ def current_state(
     return {
         "negotiations": negotiations,
         "finished": finished,
-        "newest_id": newest[0].id if newest else None,
+        "newest_id": newest,
         "model_version": service.snapshot.version,
         "training_enabled": service.enable_training,
         "learner_updates": update.negotiations if update else 0,

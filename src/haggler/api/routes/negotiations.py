@@ -90,7 +90,7 @@ def _turns(state: NegotiationState) -> list[TurnOut]:
     ]
 
 
-def negotiation_out(stored: negotiation_store.StoredNegotiation) -> NegotiationOut:
+def negotiation_out(stored: negotiation_store.StoredNegotiation, currency: str) -> NegotiationOut:
     state = stored.state
     summary = None
     if state.is_over:
@@ -120,6 +120,7 @@ def negotiation_out(stored: negotiation_store.StoredNegotiation) -> NegotiationO
         model_version=stored.model_version,
         created_at=stored.created_at,
         finished_at=stored.finished_at,
+        currency=currency,
     )
 
 
@@ -248,7 +249,10 @@ async def open_for(
     version = turns.choose_arm(service, negotiation_id, version, session=session)
     turns.play_simulated(service, negotiation_id, state, persona, version=version, session=session)
     session.commit()
-    return negotiation_out(negotiation_store.get_negotiation(negotiation_id, session=session))
+    return negotiation_out(
+        negotiation_store.get_negotiation(negotiation_id, session=session),
+        runtime.settings.currency,
+    )
 
 
 def _seller_account(name: str, session: Session) -> int:
@@ -535,12 +539,15 @@ def _get(
     "/{negotiation_id}", summary="One negotiation, as the purchaser sees it", responses=NOT_FOUND
 )
 async def read(
-    negotiation_id: NegotiationId, session: SessionDep, principal: PurchaserDep
+    negotiation_id: NegotiationId,
+    runtime: RuntimeDep,
+    session: SessionDep,
+    principal: PurchaserDep,
 ) -> NegotiationOut:
     stored = _get(negotiation_id, session)
     if not visible_to(principal, stored):  # another's negotiation: as if there were none
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no negotiation {negotiation_id}")
-    return negotiation_out(stored)
+    return negotiation_out(stored, runtime.settings.currency)
 
 
 @router.get(
@@ -567,6 +574,7 @@ async def read_as_seller(
     responses=AUTH,
 )
 async def list_negotiations(
+    runtime: RuntimeDep,
     session: SessionDep,
     purchaser: PurchaserDep,
     product_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
@@ -578,6 +586,10 @@ async def list_negotiations(
     model_version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="Only negotiations with an id below this (a cursor)."),
+    ] = None,
 ) -> NegotiationPage:
     where = negotiation_store.NegotiationFilter(
         product_id,
@@ -587,9 +599,17 @@ async def list_negotiations(
         model_version,
         purchaser_id=purchaser.account_id if purchaser.role is Role.PURCHASER else None,
     )
-    items, total = negotiation_store.list_negotiations(
-        session=session, where=where, limit=limit, offset=offset
+    items = negotiation_store.list_negotiations(
+        session=session, where=where, limit=limit, offset=offset, before=before
     )
+    total, exact = negotiation_store.count_negotiations(session=session, where=where)
+    currency = runtime.settings.currency
     return NegotiationPage(
-        items=[negotiation_out(n) for n in items], total=total, limit=limit, offset=offset
+        items=[negotiation_out(n, currency) for n in items],
+        total=total,
+        total_exact=exact,
+        limit=limit,
+        offset=offset,
+        next_before=items[-1].id if len(items) == limit else None,
+        currency=currency,
     )

@@ -114,16 +114,21 @@ async def seller_negotiations(
     seller: SellerDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="Only negotiations with an id below this (a cursor)."),
+    ] = None,
 ) -> SellerPage:
-    items, total = negotiation_store.list_negotiations(
-        session=session,
-        where=negotiation_store.NegotiationFilter(seller_account_id=seller.account_id),
-        limit=limit,
-        offset=offset,
+    where = negotiation_store.NegotiationFilter(seller_account_id=seller.account_id)
+    items = negotiation_store.list_negotiations(
+        session=session, where=where, limit=limit, offset=offset, before=before
     )
+    total, exact = negotiation_store.count_negotiations(session=session, where=where)
     return SellerPage(
         items=[negotiations.seller_view(item, runtime.settings.currency) for item in items],
         total=total,
+        total_exact=exact,
         limit=limit,
         offset=offset,
+        next_before=items[-1].id if len(items) == limit else None,
     )
