@@ -158,7 +158,7 @@ def run_crash(config: CrashConfig) -> CrashResult:
             database_url = config.postgres_url
         else:
             database_url = f"sqlite:///{work / 'haggler.db'}"
-        server = _Server(_environment(config, work, database_url, operator), work)
+        server = ServeProcess(_environment(config, work, database_url, operator), work)
         stop = threading.Event()
         tallies = [ClientTally() for _ in range(config.clients)]
         threads = [
@@ -205,7 +205,7 @@ def run_crash(config: CrashConfig) -> CrashResult:
 
 
 def _kill_repeatedly(
-    server: _Server,
+    server: ServeProcess,
     config: CrashConfig,
     rng: np.random.Generator,
     stop: threading.Event,
@@ -264,7 +264,7 @@ def _environment(
     }
 
 
-class _Server:
+class ServeProcess:
     """`haggler serve` in a process group of its own (with its learner), on one port and store
     across restarts; its output goes to `serve.log`, every start appended."""
 
@@ -291,7 +291,7 @@ class _Server:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with contextlib.closing(_Connection(self.port)) as connection:
+                with contextlib.closing(KeepAlive(self.port)) as connection:
                     status, answer = connection.request("GET", "/api/training", operator)
                 if status == 200 and (answer["learner_ready"] or not learner):
                     return
@@ -328,7 +328,7 @@ class _Server:
         return "\n".join(self.log.read_text().splitlines()[-30:])
 
 
-class _Connection:
+class KeepAlive:
     """One keep-alive connection, opened again after any failure."""
 
     def __init__(self, port: int) -> None:
@@ -371,13 +371,13 @@ def _play(
     port: int, operator: str, rng: np.random.Generator, stop: threading.Event, tally: ClientTally
 ) -> None:
     """One client: open a negotiation, move until it ends, again, until `stop`."""
-    with contextlib.closing(_Connection(port)) as connection:
+    with contextlib.closing(KeepAlive(port)) as connection:
         while not stop.is_set():
             _negotiate(connection, operator, rng, stop, tally)
 
 
 def _negotiate(
-    connection: _Connection,
+    connection: KeepAlive,
     operator: str,
     rng: np.random.Generator,
     stop: threading.Event,
@@ -405,7 +405,7 @@ def _negotiate(
 
 
 def _move(
-    connection: _Connection,
+    connection: KeepAlive,
     negotiation_id: int,
     token: str,
     view: dict[str, Any],
@@ -454,7 +454,7 @@ def _move(
 
 
 def _read_when_up(
-    connection: _Connection, negotiation_id: int, token: str, stop: threading.Event
+    connection: KeepAlive, negotiation_id: int, token: str, stop: threading.Event
 ) -> Transcript | None:
     """The stored transcript, read as the seller once the server answers (None if the load
     stopped first)."""
@@ -502,7 +502,7 @@ def _stored_transcripts(
     does not have it). The purchaser's view: the seller's view refuses OPERATOR_TOKEN, which
     lacks the prefix of account tokens, as a wrong seller token (403)."""
     stored: dict[int, Transcript | None] = {}
-    with contextlib.closing(_Connection(port)) as connection:
+    with contextlib.closing(KeepAlive(port)) as connection:
         for negotiation_id in clients.acknowledged:
             status, answer = connection.request(
                 "GET", f"/api/negotiations/{negotiation_id}", operator
@@ -515,7 +515,7 @@ def _stored_transcripts(
 
 def _get(port: int, path: str, operator: str) -> Any:
     """One GET as the operator, which must answer 200."""
-    with contextlib.closing(_Connection(port)) as connection:
+    with contextlib.closing(KeepAlive(port)) as connection:
         status, answer = connection.request("GET", path, operator)
     if status != 200:
         raise RuntimeError(f"GET {path}: {status} {answer}")

@@ -169,3 +169,76 @@ def bench_latency(model_path: Path | None, calls: int) -> None:
     for name, timings in (("decision", decision), ("features + decision", turn)):
         median, p99 = np.percentile(timings, [50, 99]) / 1000
         click.echo(f"  {name:20s} median {median:6.1f} µs   p99 {p99:6.1f} µs")
+
+
+@click.command("bench-processes")
+@click.option(
+    "--database-url",
+    required=True,
+    help="A PostgreSQL database the benchmark may wipe (its schema is dropped and recreated).",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model file [default: MODEL_PATH].",
+)
+@click.option(
+    "--processes",
+    default="1,2,3",
+    show_default=True,
+    help="Numbers of serving processes to compare, comma-separated.",
+)
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True)
+@click.option(
+    "--seconds", type=click.IntRange(3, 600), default=15, show_default=True, help="Load per run."
+)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, 200),
+    default=8,
+    show_default=True,
+    help="Negotiations in flight per process.",
+)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)
+def bench_processes(
+    database_url: str,
+    model_path: Path | None,
+    processes: str,
+    rounds: int,
+    seconds: int,
+    connections: int,
+    json_path: Path | None,
+) -> None:
+    """Several serving processes on one PostgreSQL store (needs wrk): throughput with each
+    number of processes, training off, and the time a promoted version takes to reach all."""
+    from haggler.bench.processes import ProcessesConfig, as_json, run_processes, table
+    from haggler.learning.dqn import read_checkpoint
+
+    try:
+        counts = tuple(int(part) for part in processes.split(","))
+    except ValueError:
+        raise click.ClickException(
+            f"bad --processes {processes!r}: give numbers like 1,2,3"
+        ) from None
+    if not counts or any(not 1 <= count <= 8 for count in counts):
+        raise click.ClickException("--processes: each number must be between 1 and 8")
+    if not database_url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        raise click.ClickException(
+            "--database-url: several processes share a PostgreSQL store; give postgresql://..."
+        )
+    path = model_path or load_settings().model_path
+    read_checkpoint(path)
+    config = ProcessesConfig(
+        database_url=database_url,
+        model_path=path,
+        processes=counts,
+        rounds=rounds,
+        seconds=seconds,
+        connections=connections,
+    )
+    results = run_processes(config)
+    click.echo(table(results))
+    if json_path is not None:
+        json_path.write_text(as_json(results))
