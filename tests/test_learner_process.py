@@ -484,12 +484,12 @@ def test_a_learner_that_falls_behind_merges_what_waits_and_keeps_every_negotiati
         learner.start()
         play(client, 2)
         assert learner.step() == 2  # one by one: this step measures the pace
-        assert learner.seconds_per_step is not None
+        assert learner.pace.seconds_per_step is not None
         played = play(client, 12)
         buffered = learner.agent.buffer_size
         first = serving(sessions)
         # A pace at which 12 negotiations take longer than half of LEARNER_MAX_DELAY:
-        learner.seconds_per_step = 0.1
+        learner.pace.seconds_per_step = 0.1
         caplog.set_level(logging.INFO, logger="haggler.training")
         assert learner.step() == 12
         messages = [r.getMessage() for r in caplog.records]
@@ -511,7 +511,7 @@ def test_a_learner_that_falls_behind_merges_what_waits_and_keeps_every_negotiati
         # SAVE_INTERVAL 3: the merge went past 12 and 15 is not reached; a checkpoint at 14.
         assert point.checkpoint is not None and "_n14_" in point.checkpoint
         # Caught up, it trains one by one again.
-        learner.seconds_per_step = 1e-6
+        learner.pace.seconds_per_step = 1e-6
         play(client, 1)
         caplog.clear()
         assert learner.step() == 1
@@ -528,7 +528,7 @@ def test_a_learner_that_keeps_up_trains_on_each_negotiation_as_the_spec_says(
         learner.start()
         play(client, 1)
         learner.step()
-        learner.seconds_per_step = 1e-6  # a pace at which 3 negotiations fit easily
+        learner.pace.seconds_per_step = 1e-6  # a pace at which 3 negotiations fit easily
         caplog.set_level(logging.INFO, logger="haggler.training")
         played = play(client, 3)
         assert learner.step() == 3

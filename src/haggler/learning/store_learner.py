@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import Settings
 from haggler.learning.dqn import BuyerAgent
+from haggler.learning.lag import Pace, StepLag, median_wait
 from haggler.learning.learner import LearnerConfig, OnlineLearner, anchor_experience
 from haggler.policy.snapshot import ModelFileError, PolicySnapshot
 from haggler.safety.safe_learning import SafeLearning
@@ -37,6 +38,7 @@ from haggler.store import counters, maintenance, versions
 from haggler.store import experiences as experience_store
 from haggler.store import metrics as metric_store
 from haggler.store import snapshots as snapshot_store
+from haggler.store.experiences import QueuedNegotiation
 
 log = logging.getLogger("haggler.training")
 
@@ -58,34 +60,6 @@ class _Unwritten:
     """The losses of the gradient steps not yet published."""
     checkpoint: Path | None = None
     """A checkpoint written that the training history does not name yet."""
-
-
-@dataclasses.dataclass
-class _Lag:
-    """How far behind the learner is, as one step saw it (a point of the training history)."""
-
-    pending: int = 0
-    """Finished negotiations still waiting after the step."""
-    merged: int = 0
-    """Negotiations the step merged into one update (0: it trained on each one by one)."""
-    samples: int = 0
-    """Transitions the step's gradient steps sampled."""
-    delay_s: float | None = None
-    """Median seconds from the end of the step's negotiations to the version it published."""
-
-
-def _waited(negotiation: experience_store.QueuedNegotiation) -> float:
-    finished = negotiation.finished_at
-    if finished is None:
-        return 0.0
-    if finished.tzinfo is None:  # SQLite hands back naive datetimes (stored as UTC)
-        finished = finished.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - finished).total_seconds()
-
-
-def _median_wait(queue: list[experience_store.QueuedNegotiation]) -> float | None:
-    waits = sorted(_waited(n) for n in queue)
-    return waits[len(waits) // 2] if waits else None
 
 
 class StoreLearner:
@@ -129,9 +103,7 @@ class StoreLearner:
         self._last_candidate_at = 0
         """Negotiations learned from when the last candidate was judged."""
         self._unwritten = _Unwritten()
-        self.seconds_per_step: float | None = None
-        """The learner's recent pace: seconds per gradient step of one-by-one training, with
-        what goes with it (an exponential mean; None until the first step measures it)."""
+        self.pace = Pace()
 
     def start(self) -> None:
         """Catch up with the store: the serving weights, the counters, the replay buffer."""
@@ -150,7 +122,7 @@ class StoreLearner:
         self.agent.set_learning_rate(self.settings.online_learning_rate)
         if self.holds_lease():
             with self.sessions() as session:  # the restart shows in the history
-                self._record(session, enabled=False, losses=[], checkpoint=None, lag=_Lag())
+                self._record(session, enabled=False, losses=[], checkpoint=None, lag=StepLag())
                 session.commit()
         log.info(
             "[Training] Learner ready in %.1f s: model version %s, replay buffer %d, "
@@ -248,43 +220,17 @@ class StoreLearner:
             if not self.holds_lease():  # building it took long enough for another to take over
                 return 0
         fresh = [n for n in queue if n.experiences is not None and n.id not in unwritten.taken_in]
-        merge = enabled and self._falls_behind(fresh)
-        if not merge:
-            queue = queue[: self.batch]
-        lag = _Lag(merged=len(fresh) if merge else 0)
+        merge = enabled and self.pace.falls_behind(
+            fresh,
+            batch=self.batch,
+            train_steps=self.learner.config.train_steps,
+            budget=self.settings.learner_max_delay / 2,
+        )
+        lag = StepLag()
         if merge:
-            taken_in = [(n.id, n.experiences) for n in fresh if n.experiences is not None]
-            # Noted before they are taken in: a failure half-way does not take them in again.
-            unwritten.taken_in.update(dict.fromkeys((i for i, _ in taken_in), False))
-            update = self.learner.learn_merged(
-                taken_in, seconds=self.settings.learner_max_delay / 2
-            )
-            unwritten.taken_in.update(dict.fromkeys((i for i, _ in taken_in), True))
-            if update.loss is not None:
-                unwritten.losses.append(update.loss)
-            lag.samples = update.samples
+            lag.merged, lag.samples = len(fresh), self._take_in_merged(fresh, unwritten)
         else:
-            started, steps = time.perf_counter(), 0
-            for taken, negotiation in enumerate(queue, start=1):
-                experiences = negotiation.experiences
-                if experiences is None or negotiation.id in unwritten.taken_in:
-                    continue
-                # Noted before it is taken in: one that fails half-way is not taken in again.
-                unwritten.taken_in[negotiation.id] = False
-                if enabled:
-                    loss = self.learner.learn(negotiation.id, experiences)
-                    unwritten.taken_in[negotiation.id] = True
-                    steps += min(len(experiences.move), self.learner.config.train_steps)
-                    if loss is not None:
-                        unwritten.losses.append(loss)
-                    if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
-                        queue = queue[:taken]
-                        break
-                else:  # every experience is kept; training resumes with it when switched on
-                    self.agent.add_transitions(experiences)
-            if steps:
-                self._measure_pace((time.perf_counter() - started) / steps)
-            lag.samples = steps * self.agent.config.batch_size
+            queue, lag.samples = self._take_in_one_by_one(queue[: self.batch], unwritten, enabled)
         lag.pending = waiting - len(queue)
         self.behind = lag.pending > 0  # more are waiting: step again at once
         published = None
@@ -331,7 +277,7 @@ class StoreLearner:
                         forget_old=False,
                     )
                 if published is not None:
-                    lag.delay_s = _median_wait(queue)
+                    lag.delay_s = median_wait(queue)
                 if lag.merged:
                     counters.add_to_counter(
                         counters.NEGOTIATIONS_MERGED, lag.merged, session=session
@@ -373,25 +319,44 @@ class StoreLearner:
             )
         return len(queue)
 
-    def _falls_behind(self, queue: list[experience_store.QueuedNegotiation]) -> bool:
-        """Whether the waiting `queue` is more than one step trains one negotiation at a time:
-        more than `batch` negotiations, or more gradient steps than the measured pace runs in
-        half of LEARNER_MAX_DELAY. Then the step merges it."""
-        if self.seconds_per_step is None or not queue:
-            return False  # the first step trains one by one, and measures the pace
-        steps = sum(
-            min(len(n.experiences.move), self.learner.config.train_steps)
-            for n in queue
-            if n.experiences is not None
-        )
-        budget = self.settings.learner_max_delay / 2
-        return len(queue) > self.batch or steps * self.seconds_per_step > budget
+    def _take_in_merged(self, fresh: list[QueuedNegotiation], unwritten: _Unwritten) -> int:
+        """Fallen behind: every waiting negotiation in one update; return the samples drawn."""
+        taken_in = [(n.id, n.experiences) for n in fresh if n.experiences is not None]
+        # Noted before they are taken in: a failure half-way does not take them in again.
+        unwritten.taken_in.update(dict.fromkeys((i for i, _ in taken_in), False))
+        update = self.learner.learn_merged(taken_in, seconds=self.settings.learner_max_delay / 2)
+        unwritten.taken_in.update(dict.fromkeys((i for i, _ in taken_in), True))
+        if update.loss is not None:
+            unwritten.losses.append(update.loss)
+        return update.samples
 
-    def _measure_pace(self, seconds_per_step: float) -> None:
-        if self.seconds_per_step is None:
-            self.seconds_per_step = seconds_per_step
-        else:  # recent steps count most: the machine's load changes
-            self.seconds_per_step = 0.8 * self.seconds_per_step + 0.2 * seconds_per_step
+    def _take_in_one_by_one(
+        self, queue: list[QueuedNegotiation], unwritten: _Unwritten, enabled: bool
+    ) -> tuple[list[QueuedNegotiation], int]:
+        """The spec's online training, one negotiation at a time (or, training off, into the
+        replay buffer only); return the negotiations taken in (a step stops at a checkpoint)
+        and the samples drawn."""
+        started, steps = time.perf_counter(), 0
+        for taken, negotiation in enumerate(queue, start=1):
+            experiences = negotiation.experiences
+            if experiences is None or negotiation.id in unwritten.taken_in:
+                continue
+            # Noted before it is taken in: one that fails half-way is not taken in again.
+            unwritten.taken_in[negotiation.id] = False
+            if enabled:
+                loss = self.learner.learn(negotiation.id, experiences)
+                unwritten.taken_in[negotiation.id] = True
+                steps += min(len(experiences.move), self.learner.config.train_steps)
+                if loss is not None:
+                    unwritten.losses.append(loss)
+                if self.learner.save_due:  # the checkpoint holds exactly SAVE_INTERVAL more
+                    queue = queue[:taken]
+                    break
+            else:  # every experience is kept; training resumes with it when switched on
+                self.agent.add_transitions(experiences)
+        if steps:
+            self.pace.measure((time.perf_counter() - started) / steps)
+        return queue, steps * self.agent.config.batch_size
 
     def _record(
         self,
@@ -400,7 +365,7 @@ class StoreLearner:
         enabled: bool,
         losses: list[float],
         checkpoint: Path | None,
-        lag: _Lag,
+        lag: StepLag,
         trained: int = 0,
     ) -> None:
         """One point of the training history (the dashboard's charts, `/api/training`)."""
