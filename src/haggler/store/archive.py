@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +22,7 @@ from typing import Any, cast
 from sqlalchemy import DateTime, Numeric, Table, func, select
 from sqlalchemy.orm import Session
 
+from haggler.files import atomic_writer
 from haggler.store.experiments import monitor_mark, running_ab_test
 from haggler.store.tables import DecisionRow, MoveReplyRow, NegotiationRow, ProductRow, TurnRow
 
@@ -220,21 +219,11 @@ def _typed(table: Table, plain: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write(path: Path, records: Iterator[dict[str, Any]]) -> None:
-    """Write the archive to a temporary file beside `path`, on disk, then give it its name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as raw:
-            with gzip.GzipFile(fileobj=raw, mode="wb") as file:
-                file.write(json.dumps({"format": FORMAT}).encode() + b"\n")
-                for record in records:
-                    file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write the archive so that `path` is either absent or whole, and on disk."""
+    with atomic_writer(path) as raw, gzip.GzipFile(fileobj=raw, mode="wb") as file:
+        file.write(json.dumps({"format": FORMAT}).encode() + b"\n")
+        for record in records:
+            file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
 
 
 @dataclass(frozen=True)
