@@ -100,6 +100,7 @@ MATRIX: dict[tuple[str, str], str] = {
     ("GET", "/api/checkpoints"): OPERATORS,
     ("POST", "/api/checkpoints/restore"): OPERATORS,
     ("GET", "/api/safety"): OPERATORS,
+    ("GET", "/api/safety/events"): OPERATORS,
     ("GET", "/api/ab-tests"): OPERATORS,
     ("POST", "/api/ab-tests"): OPERATORS,
     ("GET", "/api/ab-tests/{test_id}"): OPERATORS,

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api_fixtures import NOBODY
+from haggler.config import Settings
 
 
 def test_a_simulated_negotiation_runs_to_its_end_in_one_call(
@@ -241,6 +242,20 @@ def test_listing_filters_and_pages(client: TestClient, start_external: Any) -> N
     assert client.get("/api/negotiations", params={"seller": "linear"}).json()["total"] == 3
     assert client.get("/api/negotiations", params={"limit": 0}).status_code == 422
     assert client.get("/api/negotiations/424242").status_code == 404
+
+
+def test_the_purchasers_views_say_the_currency_of_their_prices(
+    client: TestClient, settings: Settings
+) -> None:
+    played = client.post(
+        "/api/negotiations",
+        json={"product_id": 1, "max_unit_price": "280", "seller": {"kind": "simulated"}},
+    ).json()
+    assert played["currency"] == settings.currency == "EUR"
+    assert client.get(f"/api/negotiations/{played['id']}").json()["currency"] == "EUR"
+    page = client.get("/api/negotiations").json()
+    assert page["currency"] == "EUR"
+    assert [item["currency"] for item in page["items"]] == ["EUR"]
 
 
 def test_a_seller_who_disconnects_mid_body_gets_a_400_and_nothing_is_stored(

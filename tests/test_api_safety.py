@@ -6,6 +6,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from api_fixtures import NOBODY
+from haggler.config import DQNConfig, Settings
+from haggler.learning.dqn import BuyerAgent
 from test_api_operations import OPERATOR, play, wait_for
 
 
@@ -110,3 +112,42 @@ def test_no_ab_test_while_every_update_serves_at_once(client: TestClient) -> Non
     assert refused.status_code == 409
     assert "PROMOTION=gated" in refused.json()["detail"]
     assert client.get("/api/ab-tests").json() == []
+
+
+def test_the_charts_events_are_each_restore_promotion_and_ab_test_start_and_end(
+    client: TestClient, settings: Settings
+) -> None:
+    assert client.get("/api/safety/events").json() == []  # the starter model is no event
+    name = "buyer_agent_n10_20240101_120000.pth"
+    other = BuyerAgent(DQNConfig(hidden_sizes=(32,), batch_size=8, seed=1))
+    other.save_model(settings.checkpoint_dir / name, negotiations=10)
+    restored = client.post("/api/checkpoints/restore", json={"checkpoint": name})
+    assert restored.status_code == 200, restored.text
+    version = restored.json()["model_version"]
+    play(client, 2)  # served by the restored version: no event
+    test = client.post("/api/ab-tests", json={"challenger_version": 1, "split": 0.5}).json()
+    decided = client.post(
+        f"/api/ab-tests/{test['id']}/decision",
+        json={"decision": "promote", "reason": "the starter deals more"},
+    )
+    assert decided.status_code == 200, decided.text
+
+    events = client.get("/api/safety/events").json()
+    kinds = [(e["kind"], e["version"]) for e in events]
+    # Newest first; the decision ends the test and promotes its challenger in one transaction.
+    assert sorted(kinds[:2]) == [("ab_test_end", 1), ("promotion", 1)]
+    assert kinds[2:] == [("ab_test_start", 1), ("restore", version)]
+    by_kind = {e["kind"]: e for e in events}
+    assert by_kind["restore"]["checkpoint"] == name
+    start, end = by_kind["ab_test_start"], by_kind["ab_test_end"]
+    assert start["ab_test_id"] == end["ab_test_id"] == test["id"]
+    assert start["champion_version"] == end["champion_version"] == version
+    assert (end["outcome"], end["reason"]) == ("promoted", "the starter deals more")
+    assert "won A/B test" in by_kind["promotion"]["reason"]
+    ats = [e["at"] for e in events]
+    assert ats == sorted(ats, reverse=True)
+
+    assert len(client.get("/api/safety/events?limit=1").json()) == 1
+    for bad in ("0", "1001", "many"):
+        assert client.get(f"/api/safety/events?limit={bad}").status_code == 422
+    assert client.get("/api/safety/events", headers=NOBODY).status_code == 401

@@ -130,7 +130,8 @@ def test_the_service_sends_the_headers_on_pages_files_and_events(settings: Setti
     if not any(m.cls is security.SecurityHeaders for m in app.user_middleware):
         security.install(app, settings)  # until create_app installs them itself
     with TestClient(app, headers=OPERATOR) as client:
-        for path in ("/login", "/static/app.css", "/vendor/plotly.min.js", "/api/products"):
+        plotly = app.url_path_for("plotly_js")
+        for path in ("/login", "/static/app.css", plotly, "/api/products"):
             response = client.get(path)
             assert response.status_code == 200, path
             assert_secured(response.headers)

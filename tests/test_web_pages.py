@@ -34,7 +34,14 @@ def browser(client: TestClient) -> Iterator[TestClient]:
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_every_page_is_served_with_the_navigation(browser: TestClient, path: str) -> None:
+def test_every_page_is_served_with_the_navigation(
+    client: TestClient, browser: TestClient, path: str
+) -> None:
+    played = client.post(
+        "/api/negotiations",
+        json={"product_id": 1, "max_unit_price": "250", "seller": {"kind": "simulated"}},
+    )
+    assert played.json()["id"] == 1  # the page /negotiations/1 shows
     response = browser.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
@@ -44,10 +51,10 @@ def test_every_page_is_served_with_the_navigation(browser: TestClient, path: str
 
 
 def test_the_chart_library_scripts_and_styles_are_served_locally(client: TestClient) -> None:
-    plotly = client.get("/vendor/plotly.min.js")
+    plotly = client.get(client.app.url_path_for("plotly_js"))  # type: ignore[attr-defined]
     assert plotly.status_code == 200
     assert plotly.headers["content-type"].startswith("text/javascript")
-    assert "plotly.js v" in plotly.text[:200]
+    assert "plotly.js (basic - minified) v" in plotly.text[:200]
     for script in SCRIPTS:
         response = client.get(f"/static/{script}.js")
         assert response.status_code == 200, script
@@ -57,9 +64,80 @@ def test_the_chart_library_scripts_and_styles_are_served_locally(client: TestCli
     assert css.headers["content-type"].startswith("text/css")
 
 
-def test_a_page_for_a_bad_id_is_not_found(client: TestClient) -> None:
-    assert client.get("/negotiations/0").status_code == 422
-    assert client.get("/static/nothing.js").status_code == 404
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+"""What a browser asks for when it opens a page."""
+
+
+def test_a_page_that_is_not_there_is_an_html_404_with_the_navigation(browser: TestClient) -> None:
+    response = browser.get("/no-such-page", headers=HTML)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h1>Page not found</h1>" in response.text
+    assert "There is no page at /no-such-page." in response.text
+    assert 'href="/negotiations"' in response.text  # the navigation of the signed-in account
+
+
+def test_a_404_outside_the_pages_stays_json(browser: TestClient) -> None:
+    for path in ("/api/nothing", "/api/negotiations/999", "/static/nothing.js", "/vendor/x.js"):
+        response = browser.get(path, headers=HTML)
+        assert response.status_code == 404, path
+        assert response.headers["content-type"].startswith("application/json"), path
+        assert "detail" in response.json(), path
+    # A program that does not ask for HTML gets JSON for any address.
+    plain = browser.get("/no-such-page", headers={"Accept": "application/json"})
+    assert plain.status_code == 404
+    assert plain.json() == {"detail": "Not Found"}
+
+
+def test_a_signed_out_visitor_gets_the_404_page_with_a_way_to_sign_in(client: TestClient) -> None:
+    response = client.get("/no-such-page", headers={**NOBODY, **HTML})
+    assert response.status_code == 404
+    assert 'href="/login"' in response.text
+    assert 'href="/accounts"' not in response.text
+
+
+@pytest.mark.parametrize("negotiation_id", ["999", "0", "abc", "99999999999999999999"])
+def test_a_negotiation_page_for_no_negotiation_is_an_html_404(
+    browser: TestClient, negotiation_id: str
+) -> None:
+    response = browser.get(f"/negotiations/{negotiation_id}", headers=HTML)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<h1>Negotiation not found</h1>" in response.text
+    assert f"There is no negotiation {negotiation_id} among yours" in response.text
+    assert 'href="/negotiations"' in response.text
+
+
+def test_another_purchasers_negotiation_page_is_not_found(client: TestClient) -> None:
+    for name in ("pia", "paul"):
+        created = client.post(
+            "/api/accounts", json={"name": name, "role": "purchaser", "password": PASSWORD}
+        )
+        assert created.status_code == 201, created.text
+    with (
+        TestClient(client.app, headers=NOBODY) as pia,
+        TestClient(client.app, headers=NOBODY) as paul,
+    ):
+        csrf = {}
+        for purchaser, name in ((pia, "pia"), (paul, "paul")):
+            signed_in = purchaser.post("/api/session", json={"name": name, "password": PASSWORD})
+            assert signed_in.status_code == 200
+            csrf[name] = signed_in.json()["csrf_token"]
+        started = pia.post(
+            "/api/negotiations",
+            json={"product_id": 1, "max_unit_price": "250", "seller": {"kind": "simulated"}},
+            headers={"X-CSRF-Token": csrf["pia"]},
+        )
+        assert started.status_code == 201, started.text
+        negotiation_id = started.json()["id"]
+        assert pia.get(f"/negotiations/{negotiation_id}", headers=HTML).status_code == 200
+        theirs = paul.get(f"/negotiations/{negotiation_id}", headers=HTML)
+        assert theirs.status_code == 404
+        assert "Negotiation not found" in theirs.text
+
+
+def test_a_page_carries_the_currency_its_prices_are_in(browser: TestClient) -> None:
+    assert '<meta name="currency" content="EUR">' in browser.get("/").text
 
 
 def test_the_pages_are_not_in_the_api_schema(client: TestClient) -> None:

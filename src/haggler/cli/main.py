@@ -11,11 +11,13 @@ import sys
 import click
 
 from haggler.cli.abuse import bench_abuse
-from haggler.cli.benchmarks import bench_latency, bench_service
+from haggler.cli.archive import archive
+from haggler.cli.benchmarks import bench_latency, bench_processes, bench_service
 from haggler.cli.crash import bench_crash
 from haggler.cli.generalisation import bench_generalisation
 from haggler.cli.model import evaluate, negotiate, starter_model, train
 from haggler.cli.operations import ab_test, checkpoints, evaluate_candidate
+from haggler.cli.page_load import bench_page_load
 from haggler.cli.safety_benchmarks import bench_ab, bench_ope, bench_rollback, bench_safety
 from haggler.cli.service import learn, serve
 from haggler.cli.users import users
@@ -36,6 +38,7 @@ for command in (
     learn,
     bench_service,
     bench_latency,
+    bench_processes,
     bench_generalisation,
     bench_ope,
     bench_ab,
@@ -43,10 +46,12 @@ for command in (
     bench_safety,
     bench_crash,
     bench_abuse,
+    bench_page_load,
     checkpoints,
     evaluate_candidate,
     ab_test,
     users,
+    archive,
 ):
     cli.add_command(command)
 

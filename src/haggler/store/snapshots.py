@@ -235,3 +235,56 @@ def model_status_counts(*, session: Session) -> dict[tuple[str, str], int]:
         )
     ).all()
     return {(str(source), str(status)): int(count) for source, status, count in rows}
+
+
+@dataclass(frozen=True)
+class ServingChange:
+    """A version that began to serve other than as an update of the learner that serves at once
+    (PROMOTION=immediate, several a minute): what the dashboard's charts mark."""
+
+    at: datetime
+    kind: str
+    """'restore' (a checkpoint's weights), 'rollback' (to the known good version's weights) or
+    'promotion' (a stored version made to serve later: a candidate that passed the gate, the
+    winner of an A/B test)."""
+    version: int
+    checkpoint: str | None
+    copy_of: int | None
+    reason: str | None
+
+
+def serving_changes(*, session: Session, limit: int) -> list[ServingChange]:
+    """The restores, rollbacks and promotions of the newest `limit` versions that had one,
+    newest first. A version keeps the moment of its last promotion only."""
+    row = ModelSnapshotRow
+    # Published to serve at once (`publish_snapshot`), a version is promoted the moment it is
+    # stored; a candidate (or an older version an A/B test brings back) is promoted later.
+    promoted_later = row.promoted_at > row.created_at
+    latest = func.coalesce(row.promoted_at, row.created_at)
+    found = session.execute(
+        select(
+            row.version,
+            row.source,
+            row.created_at,
+            row.promoted_at,
+            row.checkpoint,
+            row.copy_of,
+            row.reason,
+        )
+        .where(row.source.in_(("restore", "rollback")) | promoted_later)
+        .order_by(latest.desc(), row.version.desc())
+        .limit(limit)
+    ).all()
+    changes = []
+    for r in found:
+        later = r.promoted_at is not None and r.promoted_at > r.created_at
+        if r.source in ("restore", "rollback"):  # its reason, unless a promotion wrote over it
+            reason = None if later else r.reason
+            changes.append(
+                ServingChange(r.created_at, r.source, r.version, r.checkpoint, r.copy_of, reason)
+            )
+        if later:
+            changes.append(
+                ServingChange(r.promoted_at, "promotion", r.version, None, None, r.reason)
+            )
+    return sorted(changes, key=lambda change: change.at, reverse=True)

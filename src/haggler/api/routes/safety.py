@@ -3,6 +3,7 @@ A/B tests (list, start, promote or reject by hand)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
@@ -16,6 +17,7 @@ from haggler.api.schemas import (
     ABTestIn,
     ABTestOut,
     CandidateEvaluationOut,
+    ModelEventOut,
     ModelVersionOut,
     SafetyOut,
 )
@@ -56,6 +58,54 @@ async def safety_status(runtime: RuntimeDep, session: SessionDep) -> SafetyOut:
         rollbacks=sum(n for (src, _), n in counts.items() if src == "rollback"),
         last_rollback=ModelVersionOut.model_validate(rollbacks[0]) if rollbacks else None,
     )
+
+
+@router.get(
+    "/safety/events",
+    summary="Restores, rollbacks, promotions and A/B test starts and ends, newest first",
+    description=(
+        "What the dashboard's charts mark. A version the learner publishes to serve at once "
+        "(PROMOTION=immediate) is no event: it is the learning the charts show."
+    ),
+)
+async def model_events(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200
+) -> list[ModelEventOut]:
+    found = [
+        ModelEventOut(
+            at=change.at,
+            kind=change.kind,
+            version=change.version,
+            checkpoint=change.checkpoint if change.kind == "restore" else None,
+            copy_of=change.copy_of,
+            reason=change.reason,
+        )
+        for change in snapshot_store.serving_changes(session=session, limit=limit)
+    ]
+    for test in experiments.ab_tests(session=session, limit=limit):
+        arms = {
+            "version": test.challenger_version,
+            "champion_version": test.champion_version,
+            "ab_test_id": test.id,
+        }
+        found.append(ModelEventOut(at=test.started_at, kind="ab_test_start", **arms))
+        if test.ended_at is not None and test.status != "running":
+            found.append(
+                ModelEventOut(
+                    at=test.ended_at,
+                    kind="ab_test_end",
+                    outcome=test.status,
+                    reason=test.reason,
+                    **arms,
+                )
+            )
+    found.sort(key=lambda event: _utc(event.at), reverse=True)
+    return found[:limit]
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @router.get("/ab-tests", summary="A/B tests, newest first")

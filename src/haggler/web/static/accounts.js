@@ -1,5 +1,5 @@
 // The operator's accounts page: create accounts, issue and revoke tokens, disable and enable.
-import { api, clearErrors, el, showError, when } from "./common.js";
+import { api, clearErrors, confirmStep, el, scrollableTables, showError, stackTable, timeEl } from "./common.js";
 
 const $ = (id) => document.getElementById(id);
 const form = $("account-form");
@@ -51,9 +51,11 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-function actionButton(text, onClick, cls = "secondary") {
+// `ask`: a confirmation ({title, message, confirm}) before an action that locks someone out.
+function actionButton(text, onClick, cls = "secondary", ask = null) {
   const button = el("button", { type: "button", class: `${cls} small` }, text);
   button.addEventListener("click", async () => {
+    if (ask && !(await confirmStep({ ...ask, danger: true }))) return;
     button.disabled = true;
     $("accounts-error").textContent = "";
     try {
@@ -75,7 +77,7 @@ function renderAccounts(accounts, me) {
       el(
         "tr",
         {},
-        el("td", {}, a.name),
+        el("td", { class: "title" }, a.name),
         el("td", {}, ROLES[a.role], a.purchaser ? el("span", { class: "muted" }, ` → ${a.purchaser}`) : null),
         el("td", {}, a.can_sign_in ? "password or token" : "tokens only"),
         el("td", {}, a.disabled ? "disabled" : "active"),
@@ -94,7 +96,12 @@ function renderAccounts(accounts, me) {
             ? null
             : actionButton(a.disabled ? "Enable" : "Disable", () =>
                 api("PUT", `/api/accounts/${encodeURIComponent(a.name)}/disabled`, { body: { disabled: !a.disabled } }),
-                a.disabled ? "secondary" : "danger"),
+                a.disabled ? "secondary" : "danger",
+                a.disabled ? null : {
+                  title: `Disable ${a.name}?`,
+                  message: `${a.name} can no longer sign in, and its tokens stop working until an operator enables it again.`,
+                  confirm: "Disable",
+                }),
           ),
         ),
       ),
@@ -117,9 +124,13 @@ function renderTokens(tokens) {
         el("td", { class: "num" }, t.id),
         el("td", {}, t.account),
         el("td", {}, t.label),
-        el("td", {}, when(t.created_at)),
+        el("td", {}, timeEl(t.created_at)),
         el("td", {}, t.revoked ? "revoked" : "active"),
-        el("td", {}, t.revoked ? null : actionButton("Revoke", () => api("DELETE", `/api/tokens/${t.id}`), "danger")),
+        el("td", {}, t.revoked ? null : actionButton("Revoke", () => api("DELETE", `/api/tokens/${t.id}`), "danger", {
+          title: `Revoke token ${t.id}?`,
+          message: `Token ${t.id} of ${t.account} ("${t.label}") stops working at once, for good; a program that uses it needs a new one.`,
+          confirm: "Revoke",
+        })),
       ),
     ),
   );
@@ -131,6 +142,9 @@ async function refresh() {
   renderTokens(tokens);
 }
 
+stackTable($("accounts"));
+stackTable($("tokens"));
+scrollableTables();
 showPurchaserField();
 refresh().catch((error) => {
   $("accounts-error").textContent = error.message;

@@ -1,8 +1,10 @@
 // The operator's dashboard: summary, training status and switch, safe learning (in
-// dashboard-safety.js), learning curves with a moving average, figures per model version,
-// checkpoints with restore, and the log of model changes. Everything refreshes when the server
-// says something changed (server-sent events) and after each action.
-import { api, el, label, MODEL_SOURCES, money, pct, subscribe, when } from "./common.js";
+// dashboard-safety.js), learning curves with a moving average and the model events on them (in
+// dashboard-charts.js), figures per model version, checkpoints with restore, and the log of model
+// changes. Everything refreshes when the server says something changed (server-sent events) and
+// after each action.
+import { api, el, label, MODEL_SOURCES, money, pct, scrollableTables, stackTable, subscribe, when } from "./common.js";
+import { drawCharts } from "./dashboard-charts.js";
 import { initSafety, refreshSafety } from "./dashboard-safety.js";
 import { askOperator } from "./operator-dialog.js";
 
@@ -11,26 +13,29 @@ const axisSelect = $("axis");
 const windowSelect = $("window");
 
 let training = null;
+let summary = null;
 let history = [];
 let metrics = [];
 let models = [];
+let events = [];
+
+const METRICS_LIMIT = 1000;
+const VERSION_ROWS = 12;
+
+// plotly.js loads deferred while this module (async) asks for the data; the charts wait for it
+// (or for the page to have loaded without it: then they say so).
+const plotlyLoaded = new Promise((resolve) => {
+  if (window.Plotly || document.readyState === "complete") {
+    resolve();
+    return;
+  }
+  const script = document.querySelector("script[src^='/vendor/plotly']");
+  script?.addEventListener("load", () => resolve(), { once: true });
+  script?.addEventListener("error", () => resolve(), { once: true });
+  window.addEventListener("load", () => resolve(), { once: true });
+});
 
 // --- figures -------------------------------------------------------------------------------
-
-function movingAverage(values, span) {
-  const out = [];
-  const kept = [];
-  let sum = 0;
-  for (const v of values) {
-    if (v !== null && v !== undefined && Number.isFinite(v)) {
-      kept.push(v);
-      sum += v;
-      if (kept.length > span) sum -= kept.shift();
-    }
-    out.push(kept.length ? sum / kept.length : null);
-  }
-  return out;
-}
 
 function estimate(e, format) {
   if (e.mean === null) return "—";
@@ -75,15 +80,17 @@ function renderTraining(t) {
   $("toggle-training").textContent = t.enabled ? "Turn training off" : "Turn training on";
 }
 
-// Live figures of each model version: the finished negotiations it served.
+// Live figures of each model version: the finished negotiations it served (of those loaded),
+// and when the first and the last of them ended.
 function figuresByVersion() {
   const byVersion = new Map();
   for (const p of metrics) {
-    const v = byVersion.get(p.model_version) ?? { n: 0, deals: 0, reward: 0, rewards: 0, savings: 0, saved: 0 };
+    const v = byVersion.get(p.model_version) ?? { n: 0, deals: 0, reward: 0, rewards: 0, savings: 0, saved: 0, first: p.finished_at, last: p.finished_at };
     v.n += 1;
     v.deals += p.deal ? 1 : 0;
     if (p.reward !== null) { v.reward += p.reward; v.rewards += 1; }
     if (p.savings_pct !== null && p.deal) { v.savings += p.savings_pct; v.saved += 1; }
+    v.last = p.finished_at;
     byVersion.set(p.model_version, v);
   }
   return byVersion;
@@ -92,93 +99,129 @@ function figuresByVersion() {
 const dealRate = (v) => (v ? pct((100 * v.deals) / v.n) : "—");
 const avgReward = (v) => (v?.rewards ? (v.reward / v.rewards).toFixed(3) : "—");
 
+// "4 Dec 2026, 14:05 – 14:09 UTC": when a version's negotiations ended, in the browser's zone.
+const SPAN = new Intl.DateTimeFormat("en-GB", { day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZoneName: "short" });
+const instant = (iso) => new Date(/(Z|[+-]\d\d:?\d\d)$/i.test(iso) ? iso : `${iso}Z`);
+const span = (first, last) => SPAN.formatRange(instant(first), instant(last));
+
+const servingVersion = () => training?.model_version ?? null;
+const newestVersion = () => models[0]?.version ?? null;
+
+const badge = (kind, text) => el("span", { class: `badge ${kind}` }, text);
+const nowCell = (badges, note = null) =>
+  el("td", { class: "now-cell" }, badges.length ? el("span", { class: "now" }, badges) : "—", note ? el("span", { class: "sub" }, note) : null);
+
 function renderVersions() {
-  const rows = [...figuresByVersion().entries()].sort((a, b) => b[0] - a[0]).map(([version, v]) =>
-    el("tr", {},
-      el("td", {}, String(version)),
-      el("td", { class: "num" }, v.n),
+  const figures = figuresByVersion();
+  // The serving and the newest versions always have a row, figures or not; then the others,
+  // newest first.
+  const shown = [...new Set([servingVersion(), newestVersion(), ...[...figures.keys()].sort((a, b) => b - a)])]
+    .filter((v) => v !== null)
+    .slice(0, VERSION_ROWS)
+    .sort((a, b) => b - a);
+  const rows = shown.map((version) => {
+    const v = figures.get(version);
+    const badges = [];
+    if (version === servingVersion()) badges.push(badge("serving", "serving"));
+    // The newest version stored may be a candidate waiting, or one the gate turned away.
+    const status = models[0]?.status;
+    if (version === newestVersion()) badges.push(badge("newest", status && status !== "promoted" ? `newest, ${status}` : "newest"));
+    return el("tr", { class: version === servingVersion() ? "serving" : null, "data-version": version },
+      el("td", { class: "title" }, `Version ${version}`),
+      nowCell(badges),
+      el("td", { class: "num" }, v ? v.n : 0),
       el("td", { class: "num" }, dealRate(v)),
       el("td", { class: "num" }, avgReward(v)),
-      el("td", { class: "num" }, v.saved ? pct(v.savings / v.saved) : "—")));
-  $("versions").tBodies[0].replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 5, class: "muted" }, "No finished negotiations yet."))]));
+      el("td", { class: "num" }, v?.saved ? pct(v.savings / v.saved) : "—"),
+      el("td", { class: "measured" }, v ? span(v.first, v.last) : "no finished negotiation yet"));
+  });
+  $("versions").tBodies[0].replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No finished negotiations yet."))]));
+  const hidden = [...figures.keys()].filter((v) => !shown.includes(v)).length;
+  $("versions-note").textContent = `Live figures of the finished negotiations each version served, of the newest ${METRICS_LIMIT.toLocaleString("en-US")}.${hidden > 0 ? ` ${hidden} older versions not shown.` : ""}`;
 }
 
 // --- charts --------------------------------------------------------------------------------
 
-const CONFIG = { displayModeBar: false, responsive: true };
+const CHARTS = ["loss", "reward", "success", "savings", "buffer", "epsilon"];
 
-function niceStep(raw) {
-  const power = 10 ** Math.floor(Math.log10(Math.max(1, raw)));
-  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= raw) ?? 10 * power;
-}
-
-function layout(title, yTitle, overTime, xs) {
-  // Counts of negotiations get whole-number ticks, about six of them.
-  const top = Math.max(1, ...(overTime ? [] : xs));
-  return {
-    title: { text: title, font: { size: 14 }, x: 0, xanchor: "left" },
-    margin: { l: 56, r: 10, t: 32, b: 30 },
-    xaxis: overTime ? { type: "date" } : { type: "linear", tick0: 0, dtick: niceStep(top / 6) },
-    yaxis: { title: { text: yTitle }, rangemode: "tozero" },
-    legend: { orientation: "h", y: -0.18 },
-    showlegend: true,
-  };
-}
-
-function series(target, title, yTitle, xs, ys, { average = true, points = true, asPercent = false, overTime } = {}) {
-  const span = Number(windowSelect.value);
-  const scale = (v) => (v === null ? null : asPercent ? 100 * v : v);
-  const traces = [{
-    x: xs, y: ys.map(scale), name: "Each point", mode: "markers", marker: { size: 5, color: "rgba(31,95,191,0.35)" },
-  }];
-  if (!points) traces[0].visible = "legendonly";
-  if (average) {
-    traces.push({ x: xs, y: movingAverage(ys, span).map(scale), name: `Moving average (${span})`, mode: "lines", line: { color: "#1f5fbf", width: 3 } });
-  } else {
-    traces[0].mode = "lines+markers";
-    traces[0].name = title;
-    traces[0].showlegend = false;
-    traces[0].line = { color: "#1f5fbf", width: 2 };
+async function redraw() {
+  await plotlyLoaded;
+  if (!window.Plotly) {
+    $("charts-error").textContent = "The charts could not be drawn: the charting library did not load. Reload the page.";
+    return;
   }
-  const empty = xs.length === 0;
-  const l = layout(title, yTitle, overTime, xs);
-  if (empty) {
-    l.annotations = [{ text: "No data yet", showarrow: false, xref: "paper", yref: "paper", x: 0.5, y: 0.5, font: { color: "#5b6475" } }];
-    l.xaxis.visible = false;
-    l.yaxis.visible = false;
-  }
-  return window.Plotly.react(target, traces, l, CONFIG);
-}
-
-function drawCharts() {
-  const overTime = axisSelect.value === "time";
-  const hx = history.map((p) => (overTime ? p.at : p.negotiations));
-  const mx = metrics.map((p, i) => (overTime ? p.finished_at : i + 1));
-  series($("chart-loss"), "Training loss", "Huber loss", hx, history.map((p) => p.loss), { overTime });
-  series($("chart-reward"), "Average reward per negotiation", "Reward", mx, metrics.map((p) => p.reward), { overTime });
-  series($("chart-success"), "Success rate", "Deals (%)", mx, metrics.map((p) => (p.deal ? 1 : 0)), { asPercent: true, points: false, overTime });
-  series($("chart-savings"), "Savings against list price", "Savings (%)", mx, metrics.map((p) => (p.deal ? p.savings_pct : null)), { overTime });
-  series($("chart-buffer"), "Replay buffer size", "Experiences", hx, history.map((p) => p.replay_buffer_size), { average: false, overTime });
-  series($("chart-epsilon"), "Exploration rate", "Epsilon", hx, history.map((p) => p.epsilon), { average: false, overTime });
+  $("charts-error").textContent = "";
+  const targets = Object.fromEntries(CHARTS.map((name) => [name, $(`chart-${name}`)]));
+  await drawCharts(targets, {
+    history,
+    metrics,
+    finished: summary?.finished ?? metrics.length,
+    events,
+    overTime: axisSelect.value === "time",
+    span: Number(windowSelect.value),
+  });
 }
 
 // --- checkpoints and model changes ---------------------------------------------------------
 
+const signed = (v) => `${v >= 0 ? "+" : ""}${v.toFixed(3)}`;
+const CHECKS = {
+  surplus: ["surplus", signed],
+  deal_rate: ["deal rate", (v) => `${v >= 0 ? "+" : ""}${(100 * v).toFixed(1)} pts`],
+  reward: ["reward", signed],
+};
+
+// The evaluation gate's verdict on a version, and when it was judged (as the candidate was
+// stored); a version that served at once was never judged.
+function gateCell(model) {
+  const judged = model?.evaluation;
+  if (!model) return el("td", { class: "measured" }, "—", el("span", { class: "sub" }, "not in the recent model log"));
+  if (!judged || typeof judged.passed !== "boolean") {
+    return el("td", { class: "measured" }, "not judged", el("span", { class: "sub" }, "served at once, without the gate"));
+  }
+  const checks = Object.entries(judged.checks ?? {})
+    .filter(([, c]) => typeof c?.value === "number")
+    .map(([name, c]) => {
+      const [title, format] = CHECKS[name] ?? [label(name), signed];
+      return `${title} ${format(c.value)}`;
+    });
+  return el("td", { class: "measured" },
+    el("span", { class: judged.passed ? "check-passed" : "check-failed" }, judged.passed ? "passed" : "rejected"),
+    ` ${when(model.created_at)}`,
+    checks.length ? el("span", { class: "sub" }, `against version ${judged.champion_version}: ${checks.join(", ")}`) : null);
+}
+
 function renderCheckpoints(checkpoints) {
   // A checkpoint holds the version the learner had published when it saved it.
   const versionOf = new Map(history.filter((p) => p.checkpoint).map((p) => [p.checkpoint, p.model_version]));
+  for (const m of models) {
+    if (m.source === "training" && m.checkpoint && !versionOf.has(m.checkpoint)) versionOf.set(m.checkpoint, m.version);
+  }
+  const byVersion = new Map(models.map((m) => [m.version, m]));
+  const serving = byVersion.get(servingVersion());
   const figures = figuresByVersion();
+  const newest = checkpoints.at(-1)?.name;
   const rows = [...checkpoints].reverse().map((c) => {
-    const version = versionOf.get(c.name);
+    const version = versionOf.get(c.name) ?? null;
     const live = figures.get(version);
-    return el("tr", {},
-      el("td", {}, c.name),
+    // It serves as its own version, or as the copy a restore (or a rollback) made of it.
+    const restored = serving?.source === "restore" && serving.checkpoint === c.name;
+    const rolledBack = serving?.source === "rollback" && version !== null && serving.copy_of === version;
+    const servingNow = (version !== null && version === servingVersion()) || restored || rolledBack;
+    const badges = [];
+    if (servingNow) badges.push(badge("serving", "serving"));
+    if (c.name === newest) badges.push(badge("newest", "newest"));
+    const note = restored ? `restored as version ${serving.version}` : rolledBack ? `rolled back to, as version ${serving.version}` : null;
+    return el("tr", { class: servingNow ? "serving" : null },
+      el("td", { class: "title" }, c.name),
       el("td", { class: "num" }, version ?? "—"),
+      nowCell(badges, note),
       el("td", { class: "num" }, c.negotiations),
-      el("td", { class: "num" }, live ? `${dealRate(live)} of ${live.n}` : "—"),
-      el("td", { class: "num" }, avgReward(live)),
+      el("td", { class: "measured" }, live ? `${dealRate(live)} deals, reward ${avgReward(live)}` : "—",
+        el("span", { class: "sub" }, live ? `${live.n} negotiations, ${span(live.first, live.last)}` : "none of those loaded")),
+      gateCell(byVersion.get(version)),
       el("td", {}, when(c.saved_at)),
-      el("td", { class: "num" }, `${(c.size_bytes / 1024).toFixed(0)} KiB`),
+      el("td", { class: "num minor" }, `${(c.size_bytes / 1024).toFixed(0)} KiB`),
       el("td", {}, el("button", { type: "button", class: "secondary", "data-checkpoint": c.name, "aria-label": `Restore ${c.name}` }, "Restore")));
   });
   $("checkpoints").tBodies[0].replaceChildren(...rows);
@@ -238,29 +281,34 @@ $("toggle-training").addEventListener("click", () => {
 // --- loading -------------------------------------------------------------------------------
 
 async function refresh() {
+  let drawn = null;
   try {
-    const [summary, status, hist, points, changes, checkpoints] = await Promise.all([
+    const [totals, status, hist, points, changes, checkpoints, modelEvents] = await Promise.all([
       api("GET", "/api/summary"),
       api("GET", "/api/training"),
       api("GET", "/api/training/history?limit=500"),
-      api("GET", "/api/metrics/negotiations?limit=1000"),
+      api("GET", `/api/metrics/negotiations?limit=${METRICS_LIMIT}`),
       api("GET", "/api/models?limit=50"),
       api("GET", "/api/checkpoints"),
+      api("GET", "/api/safety/events?limit=200"),
     ]);
+    summary = totals;
     history = hist.points;
     metrics = points.points;
     models = changes;
+    events = modelEvents;
     renderSummary(summary);
     renderTraining(status);
     renderVersions();
     renderModels();
     renderCheckpoints(checkpoints);
-    drawCharts();
+    drawn = redraw();
     $("training-error").textContent = "";
   } catch (error) {
     $("training-error").textContent = `Could not load the dashboard: ${error.message}`;
   }
-  await refreshSafety(models); // after the model log: the A/B form offers its candidates
+  await Promise.all([drawn, refreshSafety(models)]); // the A/B form offers the model log's candidates
+  scrollableTables(); // tables the safety section drew anew scroll sideways from the keyboard too
 }
 
 let scheduled = false;
@@ -272,8 +320,10 @@ async function refreshSoon() {  // several events in one second make one refresh
   await refresh();
 }
 
-axisSelect.addEventListener("change", drawCharts);
-windowSelect.addEventListener("change", drawCharts);
+axisSelect.addEventListener("change", redraw);
+windowSelect.addEventListener("change", redraw);
+stackTable($("versions"));
+stackTable($("checkpoints"));
 initSafety({ refresh });
 await refresh();
 subscribe(

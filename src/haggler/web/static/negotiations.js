@@ -1,5 +1,8 @@
 // Past negotiations, newest first, with filters (kept in the address) and live refresh.
-import { OUTCOMES, api, clearErrors, el, label, loadProducts, money, pct, showError, subscribe, when } from "./common.js";
+import {
+  OUTCOMES, api, checkForm, clearErrors, el, label, loadProducts, money, optional, pct, clearWhenRight,
+  scrollableTables, showError, stackTable, subscribe, timeEl, wholeRule,
+} from "./common.js";
 
 const form = document.getElementById("filters");
 const tbody = document.querySelector("#negotiations tbody");
@@ -10,6 +13,7 @@ const next = document.getElementById("next");
 const pageNote = document.getElementById("page");
 const FIELDS = ["product_id", "outcome", "seller", "model_version"];
 const PAGE = 25;
+const RULES = { model_version: optional(wholeRule({ min: 0 })) };
 
 let offset = 0;
 
@@ -28,18 +32,19 @@ function query() {
   return params;
 }
 
+// Rounds and model version are "minor": a narrow page leaves them to the negotiation's own page.
 function row(n) {
   const r = n.result;
   return el("tr", {},
-    el("td", {}, el("a", { href: `/negotiations/${n.id}` }, `#${n.id}`)),
-    el("td", {}, when(n.created_at)),
-    el("td", {}, n.product.name),
-    el("td", {}, n.seller_kind === "external" ? "person or program" : label(n.seller_strategy)),
+    el("td", { class: "title" }, el("a", { href: `/negotiations/${n.id}`, "aria-label": `Negotiation ${n.id}` }, `#${n.id}`)),
+    el("td", {}, timeEl(n.created_at)),
+    el("td", { class: "wrap" }, `${n.product.name}${n.quantity === 1 ? "" : ` × ${n.quantity}`}`),
     el("td", {}, r ? OUTCOMES[r.outcome] : "In progress"),
-    el("td", { class: "num" }, r?.deal_price ? money(r.deal_price) : "—"),
+    el("td", { class: "num" }, r?.deal_price ? money(r.deal_price, n.currency) : "—"),
     el("td", { class: "num" }, r?.deal_price ? pct(r.savings_pct) : "—"),
-    el("td", { class: "num" }, r ? r.rounds : "—"),
-    el("td", { class: "num" }, n.model_version),
+    el("td", {}, n.seller_kind === "external" ? "person or program" : label(n.seller_strategy)),
+    el("td", { class: "num minor" }, r ? r.rounds : "—"),
+    el("td", { class: "num minor" }, n.model_version),
   );
 }
 
@@ -69,7 +74,13 @@ function go(newOffset) {
   load();
 }
 
-form.addEventListener("submit", (event) => { event.preventDefault(); go(0); });
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (checkForm(form, RULES)) go(0);
+});
+clearWhenRight(form, RULES);
+stackTable(document.getElementById("negotiations"));
+scrollableTables();
 form.addEventListener("reset", () => setTimeout(() => go(0)));
 prev.addEventListener("click", () => go(Math.max(0, offset - PAGE)));
 next.addEventListener("click", () => go(offset + PAGE));
