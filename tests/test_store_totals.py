@@ -163,8 +163,16 @@ def test_a_store_from_before_the_totals_gets_them_by_its_migration(engine: Engin
         connection.execute(text("DROP TABLE IF EXISTS version_outcomes"))
     config = alembic_config(engine)
     command.stamp(config, "0005")
-    with engine.begin() as connection:
-        connection.execute(text("DROP INDEX IF EXISTS ix_negotiations_finished"))
+    with engine.begin() as connection:  # and the indexes as 0005 left them
+        for index in (
+            "ix_negotiations_finished",
+            "ix_negotiations_open",
+            "ix_model_snapshots_source_status",
+            "ix_model_snapshots_source_promoted",
+            "ix_model_snapshots_promoted_later",
+        ):
+            connection.execute(text(f"DROP INDEX IF EXISTS {index}"))
+        connection.execute(text("CREATE INDEX ix_negotiations_status ON negotiations (status)"))
     with session_factory(engine)() as session:
         _store_negotiations(session, 40, seed=4, recorded=False)
         expected = _scanned(session)

@@ -56,8 +56,9 @@ log = logging.getLogger("haggler.api")
 
 LearnerStop = Callable[[], None]
 
-POLL_SECONDS = 0.1
-"""How often a serving process looks for a new model version or a training switch."""
+POLL_SECONDS = 0.05
+"""How often a serving process looks for a new model version or a training switch (one cheap
+read): half of a negotiation's delay to the weights that learned from it was this wait."""
 WAL_CHECK_SECONDS = 0.5
 """How often a serving process looks at SQLite's write-ahead log (a `stat` and a 20-byte read)."""
 

@@ -195,7 +195,7 @@ class ExternalStartOut(BaseModel):
 
 PAGING = {
     "total": "How many negotiations match; at least this many where `total_exact` is false "
-    "(a filtered count stops at 10,000).",
+    "(a filtered count stops at 1,000).",
     "next_before": "Pass as `before` for the next page (null: this is the last); a cursor costs "
     "the same at any depth, where a large `offset` reads every row it skips.",
 }

