@@ -260,3 +260,61 @@ def test_a_fresh_store_has_no_totals(session: Session) -> None:
     summary = metric_store.summary(session=session)
     assert (summary.negotiations, summary.finished, summary.deals) == (0, 0, 0)
     assert summary.totals.savings_total == Decimal("0.00")
+
+
+def test_the_model_version_counts_are_what_a_count_of_the_versions_gives(
+    session: Session,
+) -> None:
+    """Published, judged, rejected and promoted versions: the counters the dashboard and
+    /metrics read agree with a count of the versions in the store."""
+    from haggler.store import experiments
+    from haggler.store import snapshots as snapshot_store
+    from haggler.store.tables import ModelSnapshotRow
+
+    def scanned() -> dict[tuple[str, str], int]:
+        rows = session.execute(
+            select(ModelSnapshotRow.source, ModelSnapshotRow.status, ModelSnapshotRow.version)
+        ).all()
+        counts: dict[tuple[str, str], int] = {}
+        for source, status, _ in rows:
+            counts[(source, status)] = counts.get((source, status), 0) + 1
+        return counts
+
+    snapshot_store.publish_snapshot(
+        b"w", session=session, version=1, expected_serving=None, source="starter", negotiations=0
+    )
+    snapshot_store.publish_snapshot(
+        b"w", session=session, version=2, expected_serving=1, source="training", negotiations=5
+    )
+    for version, status in ((3, "candidate"), (4, "candidate"), (5, "rejected")):
+        experiments.add_candidate(
+            b"w",
+            session=session,
+            version=version,
+            negotiations=10,
+            status=status,
+            reason="judged",
+            evaluation=None,
+        )
+    experiments.set_status(4, "rejected", "lost its A/B test", session=session)
+    experiments.promote(3, expected_serving=2, reason="passed the gate", session=session)
+    snapshot_store.publish_snapshot(
+        b"w", session=session, version=6, expected_serving=3, source="rollback", negotiations=10
+    )
+    session.commit()
+    assert (
+        snapshot_store.model_status_counts(session=session)
+        == scanned()
+        == {
+            ("starter", "promoted"): 1,
+            ("training", "promoted"): 2,
+            ("training", "rejected"): 2,
+            ("rollback", "promoted"): 1,
+        }
+    )
+    assert snapshot_store.promotion_count(session=session) == 2
+    assert metric_store.model_change_counts(session=session) == {
+        "starter": 1,
+        "training": 4,
+        "rollback": 1,
+    }

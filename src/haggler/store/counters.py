@@ -8,6 +8,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     insert,
+    select,
     update,
 )
 from sqlalchemy.orm import Session
@@ -25,6 +26,11 @@ TRAINING_ENABLED = "training_enabled"
 """Counter: 1 while online training is on (switched at run time by the operator)."""
 NEGOTIATIONS_LEARNED = "negotiations_learned"
 """Counter: negotiations the learner has trained on (checkpoint names count with it)."""
+MODEL_VERSIONS = "versions:"
+"""Prefix of the counters of model versions by source and status (`versions:training:promoted`):
+the dashboard and /metrics read these few rows, not one row per version published."""
+PROMOTIONS = "promotions"
+"""Counter: trained versions that ever went on to serve."""
 NEGOTIATIONS_MERGED = "negotiations_merged"
 """Counter: negotiations a learner that had fallen behind merged into larger updates."""
 
@@ -81,3 +87,24 @@ def forget_loaded_counter(name: str, *, session: Session) -> None:
     loaded = session.identity_map.get(session.identity_key(CounterRow, name))
     if loaded is not None:
         session.expire(loaded)
+
+
+def count_model_version(source: str, status: str, delta: int, *, session: Session) -> None:
+    """Count a model version of `source` into (+1) or out of (-1) `status`, in the caller's
+    transaction with the write that stored or changed it."""
+    add_to_counter(f"{MODEL_VERSIONS}{source}:{status}", delta, session=session)
+
+
+def model_version_counts(*, session: Session) -> dict[tuple[str, str], int]:
+    """How many model versions there are per (source, status)."""
+    rows = session.execute(
+        select(CounterRow.name, CounterRow.value).where(
+            CounterRow.name.startswith(MODEL_VERSIONS, autoescape=True)
+        )
+    ).all()
+    counts = {}
+    for name, value in rows:
+        source, status = name.removeprefix(MODEL_VERSIONS).split(":", 1)
+        if value > 0:
+            counts[(source, status)] = int(value)
+    return counts

@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from haggler.core.transitions import LoggedEpisode
 from haggler.store.base import Conflict, NotFound
-from haggler.store.counters import SERVING_VERSION, get_counter, set_counter
+from haggler.store.counters import (
+    PROMOTIONS,
+    SERVING_VERSION,
+    add_to_counter,
+    count_model_version,
+    get_counter,
+    set_counter,
+)
 from haggler.store.snapshots import swap_serving
 from haggler.store.tables import ABTestRow, DecisionRow, ModelSnapshotRow, NegotiationRow
 
@@ -64,12 +71,16 @@ def add_candidate(
         session.flush()
     except IntegrityError:
         raise Conflict(f"model version {version} exists already") from None
+    count_model_version("training", status, 1, session=session)
 
 
 def set_status(version: int, status: str, reason: str, *, session: Session) -> None:
     row = session.get(ModelSnapshotRow, version)
     if row is None:
         raise NotFound(f"no model version {version}")
+    if row.status != status:
+        count_model_version(row.source, row.status, -1, session=session)
+        count_model_version(row.source, status, 1, session=session)
     row.status, row.reason = status, reason
     session.flush()
 
@@ -81,6 +92,11 @@ def promote(version: int, *, expected_serving: int, reason: str, session: Sessio
     if row is None or row.weights is None:
         raise NotFound(f"model version {version} has no weights in the store")
     swap_serving(version, expected_serving=expected_serving, session=session)
+    if row.status != "promoted":
+        count_model_version(row.source, row.status, -1, session=session)
+        count_model_version(row.source, "promoted", 1, session=session)
+    if row.source == "training" and row.promoted_at is None:
+        add_to_counter(PROMOTIONS, 1, session=session)
     row.status, row.reason, row.promoted_at = "promoted", reason, datetime.now(UTC)
     session.flush()
 

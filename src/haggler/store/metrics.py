@@ -10,15 +10,14 @@ from typing import cast
 
 from sqlalchemy import (
     Table,
-    func,
     insert,
     select,
 )
 from sqlalchemy.orm import Session
 
 from haggler.store.base import run_statement
+from haggler.store.counters import model_version_counts
 from haggler.store.tables import (
-    ModelSnapshotRow,
     NegotiationRow,
     TrainingPointRow,
 )
@@ -75,10 +74,10 @@ def finished_series(*, session: Session, limit: int) -> list[FinishedPoint]:
 
 def model_change_counts(*, session: Session) -> dict[str, int]:
     """How many model versions each source ('starter', 'training', 'restore') published."""
-    rows = session.execute(
-        select(ModelSnapshotRow.source, func.count()).group_by(ModelSnapshotRow.source)
-    ).all()
-    return {str(source): int(count) for source, count in rows}
+    changes: dict[str, int] = {}
+    for (source, _), count in model_version_counts(session=session).items():
+        changes[source] = changes.get(source, 0) + count
+    return changes
 
 
 # -- training history -------------------------------------------------------------------------

@@ -21,10 +21,16 @@ from sqlalchemy.orm import Session, defer
 from haggler.store.base import Conflict, Database, NotFound, run_statement
 from haggler.store.counters import (
     COUNTERS,
+    MODEL_VERSIONS,
+    PROMOTIONS,
     SERVING_VERSION,
     SWAP_COUNTER,
     TRAINING_ENABLED,
+    add_to_counter,
+    count_model_version,
     forget_loaded_counter,
+    get_counter,
+    model_version_counts,
 )
 from haggler.store.tables import (
     ABTestRow,
@@ -152,6 +158,9 @@ def publish_snapshot(
         run_statement(session, _INSERT_SNAPSHOT, [row])
     except IntegrityError:
         raise Conflict(f"model version {version} exists already") from None
+    count_model_version(source, "promoted", 1, session=session)
+    if source == "training":
+        add_to_counter(PROMOTIONS, 1, session=session)
     if expected_serving is None:
         if session.get(CounterRow, SERVING_VERSION) is not None:
             raise Conflict("a model is serving already")
@@ -217,24 +226,38 @@ def model_log(
 
 def promotion_count(*, session: Session) -> int:
     """Trained versions that ever went on to serve (a promotion is never undone in the log)."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(ModelSnapshotRow)
-            .where(ModelSnapshotRow.source == "training", ModelSnapshotRow.promoted_at.is_not(None))
-        )
-        or 0
-    )
+    return get_counter(PROMOTIONS, session=session)
 
 
 def model_status_counts(*, session: Session) -> dict[tuple[str, str], int]:
     """How many model versions there are per (source, status)."""
+    return model_version_counts(session=session)
+
+
+def recount_versions(*, session: Session) -> None:
+    """Set the counters of model versions from the versions in the store (a migration's)."""
+    session.execute(
+        COUNTERS.delete().where(
+            COUNTERS.c.name.startswith(MODEL_VERSIONS, autoescape=True)
+            | (COUNTERS.c.name == PROMOTIONS)
+        )
+    )
     rows = session.execute(
         select(ModelSnapshotRow.source, ModelSnapshotRow.status, func.count()).group_by(
             ModelSnapshotRow.source, ModelSnapshotRow.status
         )
     ).all()
-    return {(str(source), str(status)): int(count) for source, status, count in rows}
+    promoted = session.scalar(
+        select(func.count())
+        .select_from(ModelSnapshotRow)
+        .where(ModelSnapshotRow.source == "training", ModelSnapshotRow.promoted_at.is_not(None))
+    )
+    values = [
+        {"name": f"{MODEL_VERSIONS}{source}:{status}", "value": int(count)}
+        for source, status, count in rows
+    ]
+    values.append({"name": PROMOTIONS, "value": int(promoted or 0)})
+    session.execute(COUNTERS.insert(), values)
 
 
 @dataclass(frozen=True)

@@ -71,10 +71,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("samples_per_negotiation", sa.Float(), nullable=True))
         batch.add_column(sa.Column("delay_s", sa.Float(), nullable=True))
     # The totals of what the store holds already: one pass over its finished negotiations.
-    from haggler.store import totals
+    from haggler.store import snapshots, totals
 
     with Session(bind=op.get_bind()) as session:
         totals.rebuild(session=session)
+        snapshots.recount_versions(session=session)
         session.flush()
 
 
