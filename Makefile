@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
 
-.PHONY: setup run test lint bench bench-latency bench-generalisation bench-service bench-safety bench-page-load starter-model vendor clean
+.PHONY: setup run test lint bench bench-latency bench-generalisation bench-service bench-safety bench-page-load bench-scale starter-model vendor clean
 
 setup: $(VENV)/.installed
 
@@ -67,6 +67,12 @@ bench-safety: setup
 # time from navigation start until every chart is drawn with data, cold and warm cache.
 bench-page-load: setup
 	$(BIN)/haggler bench-page-load
+
+# Reads, turns and the learner with 10k, 100k and 1M negotiations in a temporary SQLite store
+# (filled fast with copies of negotiations played for real; ~40 minutes, ~5 GB of disk at 1M).
+# For PostgreSQL, a database it may wipe: $(BIN)/haggler bench-scale --database-url postgresql://...
+bench-scale: setup
+	$(BIN)/haggler bench-scale
 
 # The charting library the pages load, vendored in the package (nothing is downloaded when the app
 # runs): plotly.js's basic bundle (scatter, bar, pie; 1.2 MB against 4.8 MB for the whole library),

@@ -19,6 +19,7 @@ from haggler.cli.model import evaluate, negotiate, starter_model, train
 from haggler.cli.operations import ab_test, checkpoints, evaluate_candidate
 from haggler.cli.page_load import bench_page_load
 from haggler.cli.safety_benchmarks import bench_ab, bench_ope, bench_rollback, bench_safety
+from haggler.cli.scale import bench_scale
 from haggler.cli.service import learn, serve
 from haggler.cli.users import users
 
@@ -46,6 +47,7 @@ for command in (
     bench_safety,
     bench_crash,
     bench_abuse,
+    bench_scale,
     bench_page_load,
     checkpoints,
     evaluate_candidate,
