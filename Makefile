@@ -69,7 +69,7 @@ bench-page-load: setup
 	$(BIN)/haggler bench-page-load
 
 # Reads, turns and the learner with 10k, 100k and 1M negotiations in a temporary SQLite store
-# (filled fast with copies of negotiations played for real; ~40 minutes, ~5 GB of disk at 1M).
+# (filled fast with copies of negotiations played for real; ~15 minutes, ~5 GB of disk at 1M).
 # For PostgreSQL, a database it may wipe: $(BIN)/haggler bench-scale --database-url postgresql://...
 bench-scale: setup
 	$(BIN)/haggler bench-scale

@@ -70,7 +70,7 @@ def bench_scale(
     """Fill a store fast to each size (copies of negotiations played for real) and measure a
     real `haggler serve` on it: every read endpoint (median, p99), turns under load, the
     learner's lag at 50%, 100% and 200% of its capacity, and the store's size. Needs wrk;
-    about 40 minutes on SQLite with the default sizes, longer on PostgreSQL."""
+    about 15 minutes on SQLite with the default sizes, 20 on PostgreSQL."""
     from importlib.resources import as_file, files
 
     from haggler.bench.scale import ScaleConfig, as_json, run_scale
