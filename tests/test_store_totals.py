@@ -163,9 +163,11 @@ def test_a_store_from_before_the_totals_gets_them_by_its_migration(engine: Engin
         connection.execute(text("DROP TABLE IF EXISTS version_outcomes"))
     config = alembic_config(engine)
     command.stamp(config, "0005")
-    with engine.begin() as connection:  # and the indexes as 0005 left them
+    with engine.begin() as connection:  # and the indexes as 0005 left them (0006 and 0007 add)
         for index in (
             "ix_negotiations_finished",
+            "ix_negotiations_seller_outcome",
+            "ix_model_snapshots_with_weights",
             "ix_negotiations_open",
             "ix_model_snapshots_source_status",
             "ix_model_snapshots_source_promoted",

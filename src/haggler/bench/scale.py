@@ -2,8 +2,10 @@
 its store, on SQLite or PostgreSQL.
 
 The store is filled fast (`bench.scale_fill`: a pool of negotiations played for real, copied in
-bulk, with the learner's history). One real `haggler serve` (with its learner process) runs on it
-for the whole benchmark; at each size, with training off, every read endpoint is timed one
+bulk, with the learner's history). At each size a real `haggler serve` (with its learner process)
+is started afresh on it, so that every size is measured by a process in the same state (one that
+had served the smaller sizes' loads answered the event stream 3x slower, whatever the size); with
+training off, every read endpoint is timed one
 request at a time, all endpoints in turn, and wrk loads the service with turns at a fixed rate.
 Then training is switched on (`PUT /api/training`, default settings otherwise) and the learner's
 capacity and its lag at 50%, 100% and 200% of it are measured (`bench.scale_learner`).
@@ -399,13 +401,13 @@ def _fill_to(run: _Run, size: int) -> int:
 
 def _measure(run: _Run, size: int) -> SizeResult:
     backend, config, server, engine = run.engine.dialect.name, run.config, run.server, run.engine
+    server.stop()  # the previous size's process: the fill then has the machine to itself
     fill_started = time.monotonic()
     filled = _fill_to(run, size)
     fill_seconds = time.monotonic() - fill_started
-    if server.process is None:
-        run.progress(f"{backend}: starting haggler serve")
-        server.start()
-        server.wait_until_ready(OPERATOR_TOKEN, learner=config.settle)
+    run.progress(f"{backend} {size:,}: starting haggler serve")
+    server.start()
+    server.wait_until_ready(OPERATOR_TOKEN, learner=config.settle)
     held = check_summary(server.port, engine)
     run.progress(
         f"{backend} {size:,}: {len(_read_paths(0))} read endpoints, {config.requests} each"
