@@ -369,6 +369,33 @@ def test_past_negotiations_can_be_filtered(server: Server, page: Page) -> None:
     expect(rows.first).to_contain_text(f"#{played[-1]['id']}")
 
 
+def test_the_list_pages_older_and_newer_by_cursor(server: Server, page: Page) -> None:
+    played = [simulated(server, 200 + seed, "reciprocal_steps")["id"] for seed in range(27)]
+    page.goto(f"{server.url}/negotiations?seller=reciprocal_steps")
+    rows, note = page.locator("#negotiations tbody tr"), page.locator("#page")
+    expect(rows).to_have_count(25)
+    expect(note).to_have_text("1–25 of 27")
+    expect(page.locator("#prev")).to_be_disabled()
+    expect(rows.first).to_contain_text(f"#{played[-1]}")
+
+    page.click("#next")
+    expect(note).to_have_text("26–27 of 27")
+    expect(rows).to_have_count(2)
+    expect(rows.last).to_contain_text(f"#{played[0]}")
+    expect(page.locator("#next")).to_be_disabled()
+    # The address holds the page (a cursor, not an offset), so a reload shows the same rows.
+    expect(page).to_have_url(re.compile(rf"before={played[2]}&from=26"))
+    page.reload()
+    expect(note).to_have_text("26–27 of 27")
+
+    page.click("#prev")  # after a reload: back to the newest page
+    expect(note).to_have_text("1–25 of 27")
+    page.click("#next")
+    page.click("#prev")
+    expect(rows).to_have_count(25)
+    expect(rows.first).to_contain_text(f"#{played[-1]}")
+
+
 def test_the_list_updates_live_when_a_negotiation_finishes(server: Server, page: Page) -> None:
     page.goto(f"{server.url}/negotiations")
     expect(page.locator("#total")).to_have_text(f"({total(server)})")

@@ -15,12 +15,26 @@ const FIELDS = ["product_id", "outcome", "seller", "model_version"];
 const PAGE = 25;
 const RULES = { model_version: optional(wholeRule({ min: 0 })) };
 
-let offset = 0;
+// Pages by cursor: a page is "older than negotiation #before" (null: the newest), which costs the
+// same however deep it is, where an offset made the store read every row it skipped. `newer`
+// holds the cursors of the pages before this one, for "Newer"; `first` is the position of this
+// page's first row, for "26–50 of 1,234" (both kept in the address with the cursor).
+let before = null;
+let first = 1;
+let newer = [];
+let nextCursor = null;
+
+function wholeParam(params, name) {
+  const value = Number(params.get(name));
+  return Number.isSafeInteger(value) && value > 0 ? value : null;
+}
 
 function filtersFromAddress() {
   const params = new URLSearchParams(location.search);
   for (const name of FIELDS) form.elements[name].value = params.get(name) ?? "";
-  offset = Math.max(0, Number(params.get("offset")) || 0);
+  before = wholeParam(params, "before");
+  first = before === null ? 1 : wholeParam(params, "from") ?? 1;
+  newer = [];
 }
 
 function query() {
@@ -51,39 +65,64 @@ function row(n) {
 async function load() {
   const params = query();
   params.set("limit", PAGE);
-  params.set("offset", offset);
+  if (before !== null) params.set("before", before);
   try {
     const page = await api("GET", `/api/negotiations?${params}`);
     clearErrors(form);
     tbody.replaceChildren(...page.items.map(row));
-    total.textContent = `(${page.total})`;
+    const count = `${page.total.toLocaleString("en-GB")}${page.total_exact ? "" : "+"}`;
+    total.textContent = `(${count})`;
     empty.hidden = page.items.length > 0;
-    prev.disabled = offset === 0;
-    next.disabled = offset + PAGE >= page.total;
-    pageNote.textContent = page.total ? `${offset + 1}–${offset + page.items.length} of ${page.total}` : "";
+    prev.disabled = before === null;
+    next.disabled = page.next_before === null;
+    nextCursor = page.next_before;
+    pageNote.textContent = page.items.length
+      ? `${first.toLocaleString("en-GB")}–${(first + page.items.length - 1).toLocaleString("en-GB")} of ${count}`
+      : "";
   } catch (error) {
     showError(form, error);
   }
 }
 
-function go(newOffset) {
-  offset = newOffset;
+function go(cursor, position) {
+  before = cursor;
+  first = position;
   const params = query();
-  if (offset) params.set("offset", offset);
+  if (before !== null) {
+    params.set("before", before);
+    params.set("from", first);
+  }
   history.replaceState(null, "", params.size ? `?${params}` : location.pathname);
   load();
 }
 
+function newest() {
+  newer = [];
+  go(null, 1);
+}
+
+function older() {
+  if (nextCursor === null) return;
+  newer.push({ before, first });
+  go(nextCursor, first + PAGE);
+}
+
+function newerPage() {
+  // A page opened from its address has no newer cursors here: back to the newest page then.
+  const page = newer.pop() ?? { before: null, first: 1 };
+  go(page.before, page.first);
+}
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
-  if (checkForm(form, RULES)) go(0);
+  if (checkForm(form, RULES)) newest();
 });
 clearWhenRight(form, RULES);
 stackTable(document.getElementById("negotiations"));
 scrollableTables();
-form.addEventListener("reset", () => setTimeout(() => go(0)));
-prev.addEventListener("click", () => go(Math.max(0, offset - PAGE)));
-next.addEventListener("click", () => go(offset + PAGE));
+form.addEventListener("reset", () => setTimeout(newest));
+prev.addEventListener("click", newerPage);
+next.addEventListener("click", older);
 
 try {
   await loadProducts(form.elements.product_id, { keep: new URLSearchParams(location.search).get("product_id") ?? "" });
@@ -94,7 +133,7 @@ filtersFromAddress();
 let lastSeen = null;
 subscribe((state) => {
   const seen = `${state.negotiations}/${state.finished}`;
-  if (lastSeen !== null && seen !== lastSeen && offset === 0) load();
+  if (lastSeen !== null && seen !== lastSeen && before === null) load();
   lastSeen = seen;
 });
 await load();
