@@ -22,6 +22,17 @@ def test_a_cursor_walks_every_negotiation_once_newest_first(client: TestClient) 
     assert seen == ids
 
 
+def test_a_page_that_ends_the_list_has_no_next_cursor_even_when_full(client: TestClient) -> None:
+    play(client, 4)
+    first = client.get("/api/negotiations", params={"limit": 2}).json()
+    assert first["next_before"] == first["items"][-1]["id"]
+    last = client.get(
+        "/api/negotiations", params={"limit": 2, "before": first["next_before"]}
+    ).json()
+    assert len(last["items"]) == 2
+    assert last["next_before"] is None  # nothing older: no empty page to click through to
+
+
 def test_a_filtered_list_counts_what_matches(client: TestClient) -> None:
     played = play(client, 4)
     deals = [p["id"] for p in played if p["result"]["outcome"] == "deal"]

@@ -217,6 +217,8 @@ def total(server: Server) -> int:
 
 TIMES = "\N{MULTIPLICATION SIGN}"
 """Between a quantity and a product's name, as the pages write it."""
+DASH = "\N{EN DASH}"
+"""Between the first and the last row of a page ("26-50 of 1,234")."""
 CURRENCY = "EUR"
 """The servers' CURRENCY (the default)."""
 
@@ -374,31 +376,42 @@ def test_the_list_pages_older_and_newer_by_cursor(server: Server, page: Page) ->
     page.goto(f"{server.url}/negotiations?seller=reciprocal_steps")
     rows, note = page.locator("#negotiations tbody tr"), page.locator("#page")
     expect(rows).to_have_count(25)
-    expect(note).to_have_text("1–25 of 27")
+    expect(note).to_have_text(f"1{DASH}25 of 27")
     expect(page.locator("#prev")).to_be_disabled()
     expect(rows.first).to_contain_text(f"#{played[-1]}")
 
     page.click("#next")
-    expect(note).to_have_text("26–27 of 27")
+    expect(note).to_have_text(f"26{DASH}27 of 27")
     expect(rows).to_have_count(2)
     expect(rows.last).to_contain_text(f"#{played[0]}")
     expect(page.locator("#next")).to_be_disabled()
     # The address holds the page (a cursor, not an offset), so a reload shows the same rows.
     expect(page).to_have_url(re.compile(rf"before={played[2]}&from=26"))
     page.reload()
-    expect(note).to_have_text("26–27 of 27")
+    expect(note).to_have_text(f"26{DASH}27 of 27")
 
     page.click("#prev")  # after a reload: back to the newest page
-    expect(note).to_have_text("1–25 of 27")
+    expect(note).to_have_text(f"1{DASH}25 of 27")
     page.click("#next")
     page.click("#prev")
     expect(rows).to_have_count(25)
     expect(rows.first).to_contain_text(f"#{played[-1]}")
 
+    # Paging keeps the filters the list shows, not what has been typed into the form since.
+    page.select_option("#seller", "hardliner")
+    page.click("#next")
+    expect(note).to_have_text(f"26{DASH}27 of 27")
+    expect(rows.last).to_contain_text(f"#{played[0]}")
+
+    # An address with a cursor but no position says where the page starts instead.
+    page.goto(f"{server.url}/negotiations?seller=reciprocal_steps&before={played[5]}")
+    expect(rows).to_have_count(5)
+    expect(note).to_have_text(f"older than #{played[5]}, of 27")
+
 
 def test_the_list_updates_live_when_a_negotiation_finishes(server: Server, page: Page) -> None:
     page.goto(f"{server.url}/negotiations")
-    expect(page.locator("#total")).to_have_text(f"({total(server)})")
+    expect(page.locator("#total")).to_have_text(f"({total(server):,})")
     page.wait_for_timeout(1200)  # the first event (the current state) has arrived
     played = simulated(server, 99)
     expect(page.locator("#negotiations tbody tr").first).to_contain_text(f"#{played['id']}")

@@ -3,12 +3,13 @@ its store, on SQLite or PostgreSQL.
 
 The store is filled fast (`bench.scale_fill`: a pool of negotiations played for real, copied in
 bulk, with the learner's history). At each size a real `haggler serve` (with its learner process)
-is started afresh on it, so that every size is measured by a process in the same state (one that
-had served the smaller sizes' loads answered the event stream 3x slower, whatever the size); with
-training off, every read endpoint is timed one
-request at a time, all endpoints in turn, and wrk loads the service with turns at a fixed rate.
-Then training is switched on (`PUT /api/training`, default settings otherwise) and the learner's
-capacity and its lag at 50%, 100% and 200% of it are measured (`bench.scale_learner`).
+is started afresh on it, after the fill's pages are written back, so that every size is measured
+in the same state (without either, one run measured the event stream's first event 3x slower at
+100k and 1M than at 10k, though nothing it reads grows with the store). With training off, every
+read endpoint is timed one request at a time, all endpoints in turn, and wrk loads the service
+with turns at a fixed rate. Then training is switched on (`PUT /api/training`, default settings
+otherwise) and the learner's capacity and its lag at 50%, 100% and 200% of it are measured
+(`bench.scale_learner`).
 """
 
 from __future__ import annotations

@@ -430,6 +430,23 @@ def list_negotiations(
     return _negotiations(rows.all(), session=session)
 
 
+def negotiation_page(
+    *,
+    session: Session,
+    where: NegotiationFilter,
+    limit: int,
+    offset: int = 0,
+    before: int | None = None,
+) -> tuple[list[StoredNegotiation], int | None]:
+    """`list_negotiations`' page and the cursor of the next one: None when this page is the
+    last (one row more is read to know it; a full page is not a sign that more follow)."""
+    rows = list_negotiations(
+        session=session, where=where, limit=limit + 1, offset=offset, before=before
+    )
+    page = rows[:limit]
+    return page, page[-1].id if len(rows) > limit else None
+
+
 def newest_id(*, session: Session, where: NegotiationFilter) -> int | None:
     """The id of the newest negotiation `where` selects."""
     query = _filtered(where).with_only_columns(NegotiationRow.id)

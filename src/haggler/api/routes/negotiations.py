@@ -599,7 +599,7 @@ async def list_negotiations(
         model_version,
         purchaser_id=purchaser.account_id if purchaser.role is Role.PURCHASER else None,
     )
-    items = negotiation_store.list_negotiations(
+    items, next_before = negotiation_store.negotiation_page(
         session=session, where=where, limit=limit, offset=offset, before=before
     )
     total, exact = negotiation_store.count_negotiations(session=session, where=where)
@@ -610,6 +610,6 @@ async def list_negotiations(
         total_exact=exact,
         limit=limit,
         offset=offset,
-        next_before=items[-1].id if len(items) == limit else None,
+        next_before=next_before,
         currency=currency,
     )

@@ -120,7 +120,7 @@ async def seller_negotiations(
     ] = None,
 ) -> SellerPage:
     where = negotiation_store.NegotiationFilter(seller_account_id=seller.account_id)
-    items = negotiation_store.list_negotiations(
+    items, next_before = negotiation_store.negotiation_page(
         session=session, where=where, limit=limit, offset=offset, before=before
     )
     total, exact = negotiation_store.count_negotiations(session=session, where=where)
@@ -130,5 +130,5 @@ async def seller_negotiations(
         total_exact=exact,
         limit=limit,
         offset=offset,
-        next_before=items[-1].id if len(items) == limit else None,
+        next_before=next_before,
     )

@@ -18,22 +18,29 @@ const RULES = { model_version: optional(wholeRule({ min: 0 })) };
 // Pages by cursor: a page is "older than negotiation #before" (null: the newest), which costs the
 // same however deep it is, where an offset made the store read every row it skipped. `newer`
 // holds the cursors of the pages before this one, for "Newer"; `first` is the position of this
-// page's first row, for "26–50 of 1,234" (both kept in the address with the cursor).
+// page's first row, for "26–50 of 1,234" (null: not known, for an address without it). The
+// filters the list shows are `applied`: those of the address, or the form's when submitted;
+// paging keeps them whatever has been typed into the form since.
+const MAX_ID = 2 ** 31 - 1;
+const count = new Intl.NumberFormat("en-US");
 let before = null;
 let first = 1;
 let newer = [];
 let nextCursor = null;
+let applied = new URLSearchParams();
+let loads = 0;
 
-function wholeParam(params, name) {
+function idParam(params, name) {
   const value = Number(params.get(name));
-  return Number.isSafeInteger(value) && value > 0 ? value : null;
+  return Number.isSafeInteger(value) && value > 0 && value <= MAX_ID ? value : null;
 }
 
 function filtersFromAddress() {
   const params = new URLSearchParams(location.search);
   for (const name of FIELDS) form.elements[name].value = params.get(name) ?? "";
-  before = wholeParam(params, "before");
-  first = before === null ? 1 : wholeParam(params, "from") ?? 1;
+  applied = query();
+  before = idParam(params, "before");
+  first = before === null ? 1 : idParam(params, "from");
   newer = [];
 }
 
@@ -63,23 +70,34 @@ function row(n) {
 }
 
 async function load() {
-  const params = query();
+  const params = new URLSearchParams(applied);
   params.set("limit", PAGE);
   if (before !== null) params.set("before", before);
+  // Until this page is here, no paging from the one before; and an answer that a later load
+  // (a click, a live refresh) has overtaken is dropped, so rows and labels always match.
+  const mine = ++loads;
+  prev.disabled = next.disabled = true;
+  nextCursor = null;
   try {
     const page = await api("GET", `/api/negotiations?${params}`);
+    if (mine !== loads) return;
     clearErrors(form);
     tbody.replaceChildren(...page.items.map(row));
-    const count = `${page.total.toLocaleString("en-GB")}${page.total_exact ? "" : "+"}`;
-    total.textContent = `(${count})`;
+    const matching = `${count.format(page.total)}${page.total_exact ? "" : "+"}`;
+    total.textContent = `(${matching})`;
+    empty.textContent = before === null ? "No negotiations match." : "No older negotiations.";
     empty.hidden = page.items.length > 0;
     prev.disabled = before === null;
     next.disabled = page.next_before === null;
     nextCursor = page.next_before;
-    pageNote.textContent = page.items.length
-      ? `${first.toLocaleString("en-GB")}–${(first + page.items.length - 1).toLocaleString("en-GB")} of ${count}`
-      : "";
+    const last = first === null ? null : first + page.items.length - 1;
+    if (!page.items.length) pageNote.textContent = "";
+    else if (last === null || (page.total_exact && last > page.total)) {
+      pageNote.textContent = `older than #${before}, of ${matching}`;
+    } else pageNote.textContent = `${count.format(first)}–${count.format(last)} of ${matching}`;
   } catch (error) {
+    if (mine !== loads) return;
+    prev.disabled = before === null;
     showError(form, error);
   }
 }
@@ -87,16 +105,17 @@ async function load() {
 function go(cursor, position) {
   before = cursor;
   first = position;
-  const params = query();
+  const params = new URLSearchParams(applied);
   if (before !== null) {
     params.set("before", before);
-    params.set("from", first);
+    if (first !== null) params.set("from", first);
   }
   history.replaceState(null, "", params.size ? `?${params}` : location.pathname);
   load();
 }
 
 function newest() {
+  applied = query();
   newer = [];
   go(null, 1);
 }
@@ -104,7 +123,7 @@ function newest() {
 function older() {
   if (nextCursor === null) return;
   newer.push({ before, first });
-  go(nextCursor, first + PAGE);
+  go(nextCursor, first === null ? null : first + PAGE);
 }
 
 function newerPage() {
