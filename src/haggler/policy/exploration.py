@@ -40,7 +40,8 @@ class Exploration:
     """Share of decisions that explore."""
     temperature: float = 0.05
     """`safe` only: softmax temperature over the counter moves' Q-values (rewards are in
-    [-1, 1]; at 0.05 a counter 0.1 worse than the best is tried e^2 = 7 times less often)."""
+    [-1, 1]; at 0.05 a counter 0.1 worse than the best is tried e^2 = 7 times less often). The
+    service's is EXPLORATION_TEMPERATURE (0.005, chosen by the online stream's figures)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
