@@ -10,16 +10,23 @@ Screenshots of the whole dashboard at 1440x900 and 390x844 go to build/screensho
 from __future__ import annotations
 
 import gzip
-import json
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import httpx2 as httpx
 import pytest
 import test_web
 from playwright.sync_api import Page, Route, expect
-from test_web import AUTH, SCREENSHOTS, OpenPage, api, simulated, start_server, trained_on
+from test_web import (
+    AUTH,
+    SCREENSHOTS,
+    OpenPage,
+    api,
+    next_update,
+    simulated,
+    start_server,
+    trained_on,
+)
 
 from servers import Server
 
@@ -290,17 +297,9 @@ def test_the_event_stream_is_not_held_back_by_compression(server: Server) -> Non
         assert stream.headers["content-type"].startswith("text/event-stream")
         assert "content-encoding" not in stream.headers
         lines = stream.iter_lines()
-
-        def next_update() -> dict[str, Any]:
-            for line in lines:
-                if line.startswith("data:"):
-                    update: dict[str, Any] = json.loads(line.removeprefix("data:"))
-                    return update
-            raise AssertionError("the stream ended")
-
-        first = next_update()  # while the stream is open: sent as it happens, not buffered
+        first = next_update(lines)  # while the stream is open: sent as it happens, not buffered
         played = simulated(server, 99)
-        update = next_update()
+        update = next_update(lines)
         while update["newest_id"] != played["id"]:  # a state from before it, first
-            update = next_update()
+            update = next_update(lines)
     assert update["negotiations"] > first["negotiations"]

@@ -906,20 +906,21 @@ def test_the_purchaser_form_works_from_the_keyboard(server: Server, page: Page) 
 # --- live updates (no browser) ----------------------------------------------------------------
 
 
+def next_update(lines: Iterator[str]) -> dict[str, Any]:
+    """The next `update` event's state from an event stream's lines."""
+    for line in lines:
+        if line.startswith("data:"):
+            update: dict[str, Any] = json.loads(line.removeprefix("data:"))
+            return update
+    raise AssertionError("the stream ended")
+
+
 def test_the_event_stream_sends_the_state_and_then_each_change(server: Server) -> None:
     with httpx.stream("GET", f"{server.url}/api/events", headers=AUTH, timeout=15) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         lines = stream.iter_lines()
-
-        def next_update() -> dict[str, Any]:
-            for line in lines:
-                if line.startswith("data:"):
-                    update: dict[str, Any] = json.loads(line.removeprefix("data:"))
-                    return update
-            raise AssertionError("the stream ended")
-
-        first = next_update()
+        first = next_update(lines)
         played = simulated(server, 5)
-        second = next_update()
+        second = next_update(lines)
     assert second["negotiations"] == first["negotiations"] + 1
     assert second["newest_id"] == played["id"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from haggler.bench.service import OPERATOR_TOKEN, _free_port, _wait_until_ready
+from haggler.bench.crash import ServeProcess
+from haggler.bench.service import OPERATOR_TOKEN
 from haggler.core.sellers import TRAINING_STRATEGIES
 
 HAGGLER = Path(sys.executable).with_name("haggler")
@@ -265,28 +265,15 @@ def run(config: PageLoadConfig) -> PageLoadResult:
             "REPLAY_ANCHOR_NEGOTIATIONS": "20",
         }
         _add_operator(env, work)
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        log_path = work / "serve.log"
-        with log_path.open("w") as log:
-            server = subprocess.Popen(
-                [str(HAGGLER), "serve", "--port", str(port)],
-                cwd=work,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                _wait_until_ready(url, server)
-                _fill_store(url, config.negotiations)
-                return measure(url, config)
-            except BaseException:
-                sys.stderr.write(log_path.read_text()[-4000:])
-                raise
-            finally:
-                server.send_signal(signal.SIGINT)
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait(10)
+        server = ServeProcess(env, work)
+        server.start()
+        try:
+            server.wait_until_ready(OPERATOR_TOKEN, learner=False)
+            url = f"http://127.0.0.1:{server.port}"
+            _fill_store(url, config.negotiations)
+            return measure(url, config)
+        except BaseException:
+            sys.stderr.write(server.log.read_text()[-4000:])
+            raise
+        finally:
+            server.stop()
