@@ -116,3 +116,61 @@ def test_training_and_evaluation_scenario_streams_differ() -> None:
     assert not set(training.tolist()) & set(evaluation.tolist())
     again = scenario_rng(TRAINING_STREAM, 1).integers(2**62, size=8)
     np.testing.assert_array_equal(training, again)
+
+
+def _train_recording_iterates(
+    agent: BuyerAgent, config: PretrainConfig
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """Pretrain `agent`, recording the online network after every batch of gradient steps:
+    (all iterates, those taken once `config.average_from` of the budget was spent)."""
+    assert config.env_steps is not None
+    every: list[dict[str, torch.Tensor]] = []
+    late: list[dict[str, torch.Tensor]] = []
+    train_steps = agent.train_steps
+
+    def recording(steps: int, **kwargs: int | None) -> float:
+        loss = train_steps(steps, **kwargs)  # type: ignore[arg-type]
+        weights = {k: v.clone() for k, v in agent.q_network.state_dict().items()}
+        every.append(weights)
+        # The buffer holds every move so far; this batch's were added just before training.
+        spent = (agent.buffer_size - config.n_envs) / config.env_steps  # type: ignore[operator]
+        if config.average_from is not None and spent >= config.average_from:
+            late.append(weights)
+        return loss
+
+    agent.train_steps = recording  # type: ignore[method-assign]
+    pretrain(agent, config)
+    return every, late
+
+
+def test_the_trained_model_is_the_average_of_the_late_iterates(small_config: DQNConfig) -> None:
+    """Stochastic weight averaging: the model is the mean of the online network over the second
+    half of the budget, not the last iterate, whose luck varied from seed to seed."""
+    config = dataclasses.replace(TINY, average_from=0.5)
+    agent = BuyerAgent(small_config)
+    every, late = _train_recording_iterates(agent, config)
+    assert 0 < len(late) < len(every)
+    for name, tensor in agent.q_network.state_dict().items():
+        mean = torch.stack([weights[name] for weights in late]).mean(dim=0)
+        torch.testing.assert_close(tensor, mean)
+        assert not torch.equal(tensor, every[-1][name])
+        torch.testing.assert_close(agent.target_network.state_dict()[name], mean)
+    # What serves is the average too.
+    with torch.no_grad():
+        served = agent.q_network(torch.as_tensor(OBSERVATIONS)).numpy()
+    np.testing.assert_allclose(agent.q_values(OBSERVATIONS), served, rtol=1e-5, atol=1e-6)
+
+
+def test_without_averaging_the_model_is_the_last_iterate(small_config: DQNConfig) -> None:
+    agent = BuyerAgent(small_config)
+    every, late = _train_recording_iterates(agent, dataclasses.replace(TINY, average_from=None))
+    assert not late
+    for name, tensor in agent.q_network.state_dict().items():
+        assert torch.equal(tensor, every[-1][name])
+    assert PretrainConfig().average_from == 0.5
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, 2.0])
+def test_averaging_starts_within_the_budget(share: float) -> None:
+    with pytest.raises(ValueError, match="average_from"):
+        PretrainConfig(average_from=share)

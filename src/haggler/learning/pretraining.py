@@ -2,7 +2,9 @@
 
 Several environments step in lock-step so that acting is one batched forward pass; after every
 batch of environment steps the agent takes gradient steps from its replay buffer. Exploration is
-epsilon-greedy with epsilon decaying linearly over the first part of the budget.
+epsilon-greedy with epsilon decaying linearly over the first part of the budget. The model it
+leaves is the average of the online network's weights over the second half of the budget
+(stochastic weight averaging, Izmailov et al. 2018, with PyTorch's `AveragedModel`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from torch.optim.swa_utils import AveragedModel
 
 from haggler.core.env import NegotiationEnv
 from haggler.core.scenarios import TRAINING_STREAM, scenario_rng
@@ -50,9 +53,23 @@ class PretrainConfig:
     epsilon_end: float = 0.05
     epsilon_decay_share: float = 0.4
     """Share of the budget over which epsilon falls from start to end."""
+    average_from: float | None = 0.5
+    """Share of the budget after which the online network's weights are averaged (stochastic
+    weight averaging, Izmailov et al. 2018); the trained model is that average. None: the
+    model is the last iterate. Measured on 7 families, each held out of training in turn, 2
+    seeds, 4,741 feasible held-out negotiations per seed: the last iterate scored 0.349 and 0.327
+    mean surplus, the average 0.344 and 0.347 (paired differences -0.005 [-0.011, +0.001] and
+    +0.021 [+0.014, +0.027]). What a seed gives varies less: the seeds' gap fell from 0.022 to
+    0.003, and from 0.111 to 0.014 on the family where it was widest (`time_dependent`)."""
     strategies: tuple[str, ...] = field(default=TRAINING_STRATEGIES)
     seed: int = 0
     """Seeds the training scenarios and exploration; the agent's own seed is in its DQNConfig."""
+
+    def __post_init__(self) -> None:
+        if self.average_from is not None and not 0.0 <= self.average_from < 1.0:
+            raise ValueError(
+                f"average_from is a share of the budget in [0, 1), got {self.average_from}"
+            )
 
 
 @dataclass
@@ -83,6 +100,7 @@ def pretrain(
     progress = PretrainProgress(epsilon=config.epsilon_start)
     started = time.perf_counter()
     last_report = started
+    averaged: AveragedModel | None = None
 
     while True:
         progress.seconds = time.perf_counter() - started
@@ -102,12 +120,22 @@ def pretrain(
         if agent.buffer_size >= config.learning_starts:
             progress.loss = agent.train_steps(config.gradient_steps_per_batch)
             progress.gradient_steps = agent.gradient_steps
+            if config.average_from is not None and used >= config.average_from:
+                if averaged is None:
+                    averaged = AveragedModel(agent.q_network)
+                averaged.update_parameters(agent.q_network)
         if returns:
             progress.mean_return = float(np.mean(returns))
         now = time.perf_counter()
         if on_progress is not None and now - last_report >= 0.5:
             on_progress(progress)
             last_report = now
+    if averaged is not None:
+        # The average becomes the model: online and target network alike, served as a new version.
+        weights = averaged.module.state_dict()
+        agent.q_network.load_state_dict(weights)
+        agent.target_network.load_state_dict(weights)
+        agent.publish()
     if on_progress is not None:
         on_progress(progress)
     return progress
