@@ -129,6 +129,7 @@ def reference_policies(seed: int = 0) -> tuple[PolicySnapshot, PolicySnapshot]:
         learning_starts=0,
         epsilon_start=0.1,
         epsilon_end=0.1,
+        average_from=None,  # online training's candidates are last iterates, never averages
         seed=seed + 1,
     )
     pretrain(agent, later)
