@@ -78,8 +78,8 @@ class Settings(BaseSettings):
             "EXPLORATION_TEMPERATURE) or `epsilon` (a uniformly random legal move at rate "
             "EPSILON, the first version's default). Measured over 3,000 negotiations of an "
             "unseen seller family: `epsilon` cost 0.040 live surplus against the frozen model, "
-            "`safe` (at the default temperature and learning rate) +0.005 to +0.025 over three "
-            "seeds."
+            "`safe` (at the default temperature and learning rate) +0.013 to +0.039 over three "
+            "seeds' weight-averaged starter models (+0.005 to +0.025 from last iterates)."
         ),
     )
     exploration_temperature: float = Field(
@@ -102,8 +102,9 @@ class Settings(BaseSettings):
         description=(
             "Adam's step size for online training (pretraining's is in the model file); a "
             "twentieth of pretraining's. Measured over 3,000 negotiations of an unseen seller "
-            "family (three seeds, exploration temperature 0.005): live surplus against the "
-            "frozen model +0.005/+0.025/+0.021 (5e-5: -0.001/+0.024/+0.013), the greedy model "
+            "family (three seeds' last-iterate models, exploration temperature 0.005): live "
+            "surplus against the frozen model +0.005/+0.025/+0.021 (5e-5: -0.001/+0.024/+0.013), "
+            "the greedy model "
             "after the stream +0.030/+0.036/+0.067 on that family (5e-5: +0.016/+0.047/+0.061)."
         ),
     )
