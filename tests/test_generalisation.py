@@ -19,6 +19,7 @@ from haggler.cli.main import cli
 from haggler.config import Settings
 from haggler.core.sellers import FAMILIES
 from haggler.learning.dqn import BuyerAgent
+from haggler.policy.baselines import BASELINES
 
 TINY = dict(
     seeds=(0,),
@@ -26,7 +27,7 @@ TINY = dict(
     env_steps=2_000,
     episodes=60,
     stream_negotiations=40,
-    stream_family="touchy",
+    stream_families=("touchy", "deadline"),  # one held out above, one not
     measure_size=40,
     limit_episodes=100,
     starter_seeds=1,
@@ -67,9 +68,18 @@ def test_the_report_has_every_comparison_with_intervals_and_tests(
         assert comparison["difference"]["ci_low"] <= comparison["difference"]["mean"]
         assert 0.0 <= comparison["p_value"] <= 1.0
     assert figures["limit_inference"]["0"]["buyer"]["negotiations"] == 100
-    (stream,) = figures["online_stream"]
+    stream, deadline_stream = figures["online_stream"]
+    assert (stream["family"], deadline_stream["family"]) == ("touchy", "deadline")
+    assert deadline_stream["best_rule"] in {rule.name for rule in BASELINES}
     assert stream["negotiations"] == 40
     assert "live_minus_frozen" in stream and "training_families_after_minus_before" in stream
+    # The greedy model before and after the stream beside the family's best rule, on the same
+    # fresh negotiations: a purchaser's question is whether learning online closes that gap.
+    after, before = stream["greedy_after_minus_best_rule"], stream["greedy_before_minus_best_rule"]
+    assert after["ci_low"] <= after["mean"] <= after["ci_high"]
+    assert after["mean"] - before["mean"] == pytest.approx(
+        stream["greedy_after_minus_before"]["mean"]
+    )
     (starter,) = figures["starter_seeds"]
     assert set(starter) == {"seed", "main", "held_out"}
     json.dumps(figures, allow_nan=False)  # JSON without NaN
@@ -104,8 +114,9 @@ def test_the_stream_runs_at_the_services_default_settings() -> None:
     assert config.anchor_share == settings.replay_anchor_share
 
 
-def test_the_command_refuses_an_unknown_family() -> None:
-    result = CliRunner().invoke(cli, ["bench-generalisation", "--family", "no_such"])
+@pytest.mark.parametrize("option", ["--family", "--stream-family"])
+def test_the_command_refuses_an_unknown_family(option: str) -> None:
+    result = CliRunner().invoke(cli, ["bench-generalisation", option, "no_such"])
     assert result.exit_code != 0
     assert "no_such" in result.output
 

@@ -9,9 +9,10 @@ per seller strategy, with hindsight), with 95% confidence intervals and paired t
 
 Then, from the models that never saw the starter's held-out family (the starter's own recipe):
 how well a seller can read the buyer's limit off its first offers, and what a seller that
-exploits that earns; the online stream (3,000 negotiations of the held-out family with training
-on at the service's default settings: live surplus against the frozen model's, and the greedy
-model after the stream on fresh negotiations of that family and of the training families); and
+exploits that earns; the online stream (3,000 negotiations of a family the start model never saw,
+the starter's held-out family by default, with training on at the service's default settings:
+live surplus against the frozen model's, and the greedy model after the stream on fresh
+negotiations of that family, beside its best rule, and of the training families); and
 the starter recipe over more seeds, each on `haggler evaluate`'s held-out evaluation.
 """
 
@@ -91,8 +92,9 @@ class GeneralisationConfig:
     """Seeds the held-out negotiations (evaluation stream: never trained on)."""
     stream_negotiations: int = 3000
     """Negotiations of the online stream per seed (0: no stream)."""
-    stream_family: str = HELD_OUT_FAMILY
-    """The family the stream's sellers come from; its models never saw it."""
+    stream_families: tuple[str, ...] = (HELD_OUT_FAMILY,)
+    """The families streamed, one at a time: each stream's sellers come from one family, and its
+    start model never saw that family."""
     measure_size: int = 1000
     """Fresh negotiations the models before and after the stream are compared on."""
     limit_episodes: int = 2000
@@ -186,7 +188,7 @@ def _models(
     if config.limit_episodes:  # the starter's recipe: its held-out family left out
         wanted += [(HELD_OUT_FAMILY, seed) for seed in config.seeds]
     if config.stream_negotiations:
-        wanted += [(config.stream_family, seed) for seed in config.seeds]
+        wanted += [(family, seed) for family in config.stream_families for seed in config.seeds]
     wanted += [(HELD_OUT_FAMILY, seed) for seed in range(config.starter_seeds)]
     keys = list(dict.fromkeys(wanted))
     jobs: list[PretrainJob] = [
@@ -222,13 +224,21 @@ def online_config(settings: Settings) -> OnlineConfig:
 
 
 def _stream_summary(
-    run: StreamRun, training_before: Measured, training_after: Measured
+    family: str,
+    run: StreamRun,
+    rule: tuple[str, Measured],
+    training_before: Measured,
+    training_after: Measured,
 ) -> dict[str, Any]:
     live_minus_frozen = mean_ci(run.live - run.frozen_live)
     first, last = run.live[:500], run.live[-500:]
     after_vs_before, p_value = paired(run.final, run.start)
+    rule_name, rule_measured = rule
+    after_vs_rule, rule_p = paired(run.final, rule_measured)
+    before_vs_rule, _ = paired(run.start, rule_measured)
     training_diff, training_p = paired(training_after, training_before)
     return {
+        "family": family,
         "seed": run.seed,
         "negotiations": len(run.live),
         "live": mean_ci(run.live).as_dict(),
@@ -238,6 +248,11 @@ def _stream_summary(
         "last_500": mean_ci(last).as_dict(),
         "greedy_after_minus_before": after_vs_before.as_dict(),
         "greedy_after_minus_before_p": p_value,
+        "best_rule": rule_name,
+        "best_rule_surplus": rule_measured.mean,
+        "greedy_before_minus_best_rule": before_vs_rule.as_dict(),
+        "greedy_after_minus_best_rule": after_vs_rule.as_dict(),
+        "greedy_after_minus_best_rule_p": rule_p,
         "training_families_after_minus_before": training_diff.as_dict(),
         "training_families_p": training_p,
         "training_families_before": training_before.mean,
@@ -261,7 +276,7 @@ def run_generalisation(
     for seed in config.seeds:
         agents = {f: agent_on(models[(f, seed)], f, config) for f in config.families}
         for family, h in held_out.items():
-            family_best = max(BASELINES, key=lambda b: float(h.surplus[b.name].mean())).name
+            family_best = _family_best_rule(h)
             chosen = chosen_exponent(family, held_out)
             families.append(
                 FamilyReport(
@@ -300,7 +315,11 @@ def run_generalisation(
 
     stream: list[dict[str, Any]] = []
     if config.stream_negotiations:
-        stream = _streams(config, models, log)
+        best = {
+            family: _family_best_rule(held_out.get(family) or baselines_on(family, config))
+            for family in config.stream_families
+        }
+        stream = _streams(config, models, best, log)
 
     starter: list[dict[str, Any]] = []
     for seed in range(config.starter_seeds):
@@ -322,39 +341,63 @@ def run_generalisation(
 
 
 def _streams(
-    config: GeneralisationConfig, models: dict[tuple[str, int], Path], log: Callable[[str], None]
+    config: GeneralisationConfig,
+    models: dict[tuple[str, int], Path],
+    family_best: dict[str, str],
+    log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
+    """Each stream family and seed: online learning from the model that never saw the family;
+    the greedy models before and after it beside `family_best[family]`, the family's best rule on
+    the held-out evaluation, on the same fresh negotiations."""
     online = online_config(Settings(_env_file=None))
-    streamed = FAMILIES[config.stream_family]
+    keys = [(family, seed) for family in config.stream_families for seed in config.seeds]
     jobs = [
         StreamJob(
-            start_model=models[(config.stream_family, seed)],
-            stream=streamed,
+            start_model=models[(family, seed)],
+            stream=FAMILIES[family],
             negotiations=config.stream_negotiations,
-            held_out=streamed,
+            held_out=FAMILIES[family],
             held_out_size=config.measure_size,
-            held_out_key=1_000 + seed,
+            held_out_key=_stream_measure_key(seed),
             config=online,
             seed=seed,
             measure_every=config.stream_negotiations,
             mode="default",
             verbose=False,
         )
-        for seed in config.seeds
+        for family, seed in keys
     ]
     log(
         f"Streaming {config.stream_negotiations:,} negotiations per seed at the default "
-        "settings ..."
+        f"settings, against {', '.join(config.stream_families)} ..."
     )
     runs = map_jobs(run_stream_job, jobs, config.jobs)
-    training = suite_of(strategies_without(config.stream_family), config.measure_size, 2_000)
     summaries = []
-    for run in runs:
+    for (family, seed), run in zip(keys, runs, strict=True):
+        training = suite_of(strategies_without(family), config.measure_size, 2_000)
         before = measure(run.start_snapshot, training)
         after = measure(run.final_snapshot, training)
-        summaries.append(_stream_summary(run, before, after))
-        log(f"stream seed {run.seed}: live - frozen {mean_ci(run.live - run.frozen_live)}")
+        fresh = suite_of(FAMILIES[family], config.measure_size, _stream_measure_key(seed))
+        rule = _rule_on(family_best[family], fresh)
+        summaries.append(_stream_summary(family, run, rule, before, after))
+        log(f"stream {family} seed {seed}: live - frozen {mean_ci(run.live - run.frozen_live)}")
     return summaries
+
+
+def _stream_measure_key(seed: int) -> int:
+    """The fresh negotiations the models before and after seed `seed`'s stream are played on."""
+    return 1_000 + seed
+
+
+def _rule_on(name: str, suite: list[Scenario]) -> tuple[str, Measured]:
+    """Rule `name` played on `suite`: surplus and deal per feasible scenario."""
+    buyer = next(b for b in BASELINES if b.name == name)
+    return name, Measured(*feasible_results([play(s, buyer) for s in suite]))
+
+
+def _family_best_rule(held_out: HeldOut) -> str:
+    """The rule with the best mean surplus on one family's held-out negotiations (hindsight)."""
+    return max(BASELINES, key=lambda b: float(held_out.surplus[b.name].mean())).name
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -399,13 +442,16 @@ def format_report(report: GeneralisationReport) -> str:
         lines += ["", f"Starter-recipe model of seed {seed}:", format_limit_inference(result)]
     lines.append("")
     for s in report.stream:
-        lines.append(
-            f"Online stream seed {s['seed']} ({s['negotiations']} negotiations): live - frozen "
-            f"{_cell(Estimate(**s['live_minus_frozen']))}; first 500 {s['first_500']['mean']:.3f}, "
-            f"last 500 {s['last_500']['mean']:.3f}; greedy after - before "
-            f"{_cell(Estimate(**s['greedy_after_minus_before']))}; training families "
-            f"{s['training_families_before']:.3f} -> {s['training_families_after']:.3f}"
-        )
+        lines += [
+            f"Online stream against {s['family']}, seed {s['seed']} ({s['negotiations']} "
+            f"negotiations): live - frozen {_cell(Estimate(**s['live_minus_frozen']))}; first "
+            f"500 {s['first_500']['mean']:.3f}, last 500 {s['last_500']['mean']:.3f}; greedy "
+            f"after - before {_cell(Estimate(**s['greedy_after_minus_before']))}; training "
+            f"families {s['training_families_before']:.3f} -> {s['training_families_after']:.3f}",
+            f"  greedy before - {s['best_rule']} ({s['best_rule_surplus']:.3f}) "
+            f"{_cell(Estimate(**s['greedy_before_minus_best_rule']))}, after "
+            f"{_cell(Estimate(**s['greedy_after_minus_best_rule']))}",
+        ]
     for row in report.starter:
         lines.append(
             f"Starter seed {row['seed']}: main {row['main']['agent']['mean']:.3f} vs "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from haggler.cli.common import check_writable
-from haggler.core.sellers import FAMILIES
+from haggler.core.sellers import FAMILIES, HELD_OUT_FAMILY
 
 
 @click.command("bench-generalisation")
@@ -48,6 +48,14 @@ from haggler.core.sellers import FAMILIES
     help="Negotiations of the online stream per seed (0: skip it).",
 )
 @click.option(
+    "--stream-family",
+    "stream_families",
+    type=click.Choice(tuple(FAMILIES)),
+    multiple=True,
+    help=f"Stream against these families, one stream each [default: {HELD_OUT_FAMILY}, the "
+    "starter's held-out family].",
+)
+@click.option(
     "--limit-episodes",
     type=click.IntRange(min=0),
     default=2000,
@@ -84,6 +92,7 @@ def bench_generalisation(
     env_steps: int | None,
     episodes: int,
     stream_negotiations: int,
+    stream_families: tuple[str, ...],
     limit_episodes: int,
     starter_seeds: int,
     jobs: int,
@@ -115,6 +124,8 @@ def bench_generalisation(
     )
     if families:
         config = dataclasses.replace(config, families=families)
+    if stream_families:
+        config = dataclasses.replace(config, stream_families=tuple(dict.fromkeys(stream_families)))
     if env_steps is not None:
         config = dataclasses.replace(config, env_steps=env_steps)
     report = run_generalisation(config, log=lambda line: click.echo(line, err=True))
