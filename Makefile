@@ -45,10 +45,9 @@ bench-latency: setup
 # stream at the default settings against every family (from the model that never saw it) and the
 # starter recipe over 5 seeds (models cached in models/bench/generalisation; ~1.5 hours on 2 cores
 # without them). Output in bench-results/.
-STREAM_FAMILIES := time_dependent reciprocal deadline hardliner irregular touchy switching
 bench-generalisation: setup
 	mkdir -p bench-results
-	$(BIN)/haggler bench-generalisation --jobs 2 $(addprefix --stream-family ,$(STREAM_FAMILIES)) \
+	$(BIN)/haggler bench-generalisation --jobs 2 --stream-family all \
 		--json bench-results/generalisation.json
 
 # Reproduces the starter model shipped in the package (`haggler starter-model` installs it).

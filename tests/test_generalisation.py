@@ -121,6 +121,24 @@ def test_the_command_refuses_an_unknown_family(option: str) -> None:
     assert "no_such" in result.output
 
 
+def test_stream_family_all_streams_every_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    import haggler.bench.generalisation as bench
+
+    planned: list[GeneralisationConfig] = []
+
+    def plan_only(config: GeneralisationConfig, log: object) -> None:
+        planned.append(config)
+        raise SystemExit(0)  # what the command would run is all this test needs
+
+    monkeypatch.setattr(bench, "run_generalisation", plan_only)
+    result = CliRunner().invoke(
+        cli, ["bench-generalisation", "--stream-family", "touchy", "--stream-family", "all"]
+    )
+    assert result.exit_code == 0, result.output
+    (config,) = planned
+    assert config.stream_families == tuple(FAMILIES)
+
+
 def test_leaving_one_family_out_needs_at_least_two(tmp_path: Path) -> None:
     config = GeneralisationConfig(families=("touchy",), cache_dir=tmp_path)
     with pytest.raises(ValueError, match="at least two families"):

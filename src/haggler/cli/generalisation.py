@@ -50,10 +50,10 @@ from haggler.core.sellers import FAMILIES, HELD_OUT_FAMILY
 @click.option(
     "--stream-family",
     "stream_families",
-    type=click.Choice(tuple(FAMILIES)),
+    type=click.Choice((*FAMILIES, "all")),
     multiple=True,
-    help=f"Stream against these families, one stream each [default: {HELD_OUT_FAMILY}, the "
-    "starter's held-out family].",
+    help=f"Stream against these families, one stream each; `all`: every family [default: "
+    f"{HELD_OUT_FAMILY}, the starter's held-out family].",
 )
 @click.option(
     "--limit-episodes",
@@ -124,6 +124,8 @@ def bench_generalisation(
     )
     if families:
         config = dataclasses.replace(config, families=families)
+    if "all" in stream_families:
+        stream_families = tuple(FAMILIES)
     if stream_families:
         config = dataclasses.replace(config, stream_families=tuple(dict.fromkeys(stream_families)))
     if env_steps is not None:
