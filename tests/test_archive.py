@@ -4,6 +4,7 @@ bad input changes nothing."""
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from haggler.config import Settings
 from haggler.store import archive as archive_store
 from haggler.store import experiences as experience_store
 from haggler.store.database import make_engine, session_factory
+from haggler.store.tables import NegotiationRow
 from servers import HAGGLER
 from test_api_operations import play, wait_for
 
@@ -111,6 +113,34 @@ def test_what_something_live_reads_stays(
             needs=SMALL,
         )
     assert early.negotiations == 0
+
+
+def test_an_archive_written_before_the_observation_layout_was_stored_comes_back(
+    client: TestClient, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Its negotiations come back without a layout: kept and shown, not learned from."""
+    played = play(client, 4)
+    _learned(sessions)
+    path = tmp_path / "archive.jsonl.gz"
+    with sessions() as session:
+        done = archive_store.archive(path, session=session, finished_before=TOMORROW, needs=SMALL)
+    assert done.negotiations == 2
+    # The same archive as an earlier version wrote it: without the column.
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    records = [json.loads(line) for line in lines]
+    for record in records[1:]:
+        del record["negotiation"]["observation_layout"]
+    older = tmp_path / "older.jsonl.gz"
+    older.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in records).encode() + b"\n"))
+    with sessions() as session:
+        loaded = archive_store.load(older, session=session)
+        session.commit()
+    assert loaded.loaded == 2
+    first = min(p["id"] for p in played)
+    assert client.get(f"/api/negotiations/{first}").status_code == 200
+    with sessions() as session:
+        row = session.get(NegotiationRow, first)
+        assert row is not None and row.observation_layout is None
 
 
 def test_bad_files_are_refused_and_change_nothing(

@@ -7,6 +7,7 @@ every test here on PostgreSQL too; `.ci/run` does.
 from __future__ import annotations
 
 import functools
+import io
 import sqlite3
 import threading
 import time
@@ -23,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from haggler.config import DQNConfig
 from haggler.core.catalogue import SEED_CATALOGUE, Product
-from haggler.core.features import N_MOVES, OBSERVATION_SIZE
+from haggler.core.features import N_MOVES, OBSERVATION_NAMES, OBSERVATION_SIZE
 from haggler.core.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
 from haggler.core.transitions import LoggedDecision
 from haggler.learning.dqn import BuyerAgent
@@ -36,7 +37,7 @@ from haggler.store import metrics as metric_store
 from haggler.store import negotiations as negotiation_store
 from haggler.store import snapshots as snapshot_store
 from haggler.store.database import make_engine, migrate, session_factory
-from haggler.store.tables import Base, CounterRow, DecisionRow
+from haggler.store.tables import Base, CounterRow, DecisionRow, NegotiationRow
 
 
 def test_migrations_create_exactly_the_tables_the_code_uses(engine: Engine) -> None:
@@ -154,10 +155,10 @@ def _decision(round_: int, reward: float | None) -> LoggedDecision:
     )
 
 
-def _play_stored_negotiation(session: Session) -> int:
+def _play_stored_negotiation(session: Session, product_name: str = "Forklift battery") -> int:
     """Open, two buyer counters, a seller counter, then a deal: stored step by step."""
     product = catalogue_store.add_product(
-        Product("Forklift battery", "warehouse", 1000.0), session=session
+        Product(product_name, "warehouse", 1000.0), session=session
     )
     state = open_negotiation(Terms(1000.0, 950.0, max_rounds=5, quantity=3), 1200.0)
     negotiation_id = negotiation_store.create_negotiation(
@@ -402,20 +403,37 @@ def test_a_finished_negotiation_takes_no_more_moves(session: Session) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("layout", "observation_size", "learned"),
+    [
+        ("0123456789abcdef", OBSERVATION_SIZE, False),  # another layout of the same size
+        (None, OBSERVATION_SIZE - 5, False),  # logged before layouts were recorded, and smaller
+        (None, OBSERVATION_SIZE, True),  # logged before layouts were recorded: the size fits
+    ],
+)
 def test_decisions_of_an_older_observation_layout_are_kept_but_not_learned_from(
-    session: Session,
+    session: Session, layout: str | None, observation_size: int, learned: bool
 ) -> None:
-    """After an upgrade that changed the observations, old negotiations stay in the store; the
-    learner takes them off its queue without learning from them (they would not fit)."""
+    """After an upgrade that changed the observations (their meaning, or their number too), old
+    negotiations stay in the store; the learner takes them off its queue without learning from
+    them, and does not refill its replay buffer with them after a restart."""
     negotiation_id = _play_stored_negotiation(session)
-    session.execute(update(DecisionRow).values(observation=[0.5] * (OBSERVATION_SIZE - 5)))
+    learned_id = _play_stored_negotiation(session, "Forklift charger")
+    experience_store.mark_learned([learned_id], session=session)
+    session.execute(update(NegotiationRow).values(observation_layout=layout))
+    session.execute(update(DecisionRow).values(observation=[0.5] * observation_size))
     session.commit()
     [queued] = experience_store.negotiations_to_learn(session=session, limit=10)
-    assert queued.id == negotiation_id and queued.experiences is None
+    assert queued.id == negotiation_id
+    assert (queued.experiences is not None) == learned
     experience_store.mark_learned([negotiation_id], session=session)
     session.commit()
-    assert experience_store.learned_experiences(session=session, limit=100) is None
+    assert (experience_store.learned_experiences(session=session, limit=100) is not None) == learned
     assert negotiation_store.get_negotiation(negotiation_id, session=session) is not None
+    # A negotiation logged now, with this layout, is learned from.
+    new_id = _play_stored_negotiation(session, "Forklift fork")
+    [queued] = experience_store.negotiations_to_learn(session=session, limit=10)
+    assert queued.id == new_id and queued.experiences is not None
 
 
 def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: Engine) -> None:
@@ -444,3 +462,48 @@ def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: E
         assert snapshot_store.serving_version(session=session) == 4
     # Once replaced, the store serves the new version on every start.
     assert versions.ensure_serving(sessions, lambda: old).version == 4
+
+
+def _weights_archive(snapshot: PolicySnapshot, observation_names: list[str] | None) -> bytes:
+    """`snapshot`'s stored weights, recording `observation_names` (None: no names, as archives
+    written before they were recorded)."""
+    with np.load(io.BytesIO(snapshot.to_bytes()), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    del arrays["observation_names"]
+    if observation_names is not None:
+        arrays["observation_names"] = np.array(observation_names)
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("observation_names", "serves_the_stored_weights"),
+    [
+        (None, True),  # stored before the names were recorded: the shape fits, so it serves
+        (list(OBSERVATION_NAMES), True),
+        # The same number of observations, one of them renamed because its meaning changed.
+        (["lowest_ask_fall_1", *OBSERVATION_NAMES[1:]], False),
+    ],
+)
+def test_serving_weights_trained_on_other_observations_of_the_same_size_give_way(
+    engine: Engine, observation_names: list[str] | None, serves_the_stored_weights: bool
+) -> None:
+    sessions = session_factory(engine)
+    stored = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=2)).snapshot
+    with sessions() as session:
+        snapshot_store.publish_snapshot(
+            _weights_archive(stored, observation_names),
+            session=session,
+            version=3,
+            expected_serving=None,
+            source="training",
+            negotiations=0,
+        )
+        session.commit()
+    model_file = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=1)).snapshot
+    serving = versions.ensure_serving(sessions, lambda: model_file)
+    probe = np.linspace(0.0, 1.0, OBSERVATION_SIZE, dtype=np.float32)
+    expected = stored if serves_the_stored_weights else model_file
+    assert serving.version == (3 if serves_the_stored_weights else 4)
+    np.testing.assert_array_equal(serving.q_values(probe), expected.q_values(probe))

@@ -189,10 +189,12 @@ def test_a_store_from_before_the_totals_gets_them_by_its_migration(engine: Engin
 
 
 def _restore_training_points(engine: Engine) -> None:
-    """The training history as 0005 left it (the migration adds the learner's lag to it)."""
+    """The training history as 0005 left it (the migration adds the learner's lag to it), and
+    the negotiations without the column 0008 adds."""
     with engine.begin() as connection:
         for column in ("pending", "merged", "samples_per_negotiation", "delay_s"):
             connection.execute(text(f"ALTER TABLE training_points DROP COLUMN {column}"))
+        connection.execute(text("ALTER TABLE negotiations DROP COLUMN observation_layout"))
 
 
 def test_prometheus_counts_keep_the_newest_versions_apart_and_the_rest_together(

@@ -7,6 +7,7 @@ box of gloves and a 2,000-euro espresso machine alike.
 
 from __future__ import annotations
 
+import hashlib
 from enum import IntEnum
 from itertools import pairwise
 
@@ -51,10 +52,15 @@ it has not moved, how its concessions answer the buyer's (last move and overall)
 recent pace would take it by the buyer's deadline: enough to tell a time-dependent seller from a
 tit-for-tat or a hard-liner within a few rounds.
 
+Model files and stored weights are checked against these names (and the moves'), and every
+stored negotiation records them (`OBSERVATION_LAYOUT`): a feature whose meaning changes gets a
+new name, so weights and logged decisions of the old meaning are refused, not misread.
+
 The policy sees the limit from its first move. Hiding it for the first two offers was measured
 and rejected: a policy that cannot see its limit learns to offer as much as the cap allows, so
 its first offers sat at the limit (a seller read it off them with 13% of the prior's error, and
-mean surplus fell from 0.33 to 0.11)."""
+mean surplus fell from 0.33 to 0.11). Hiding it for the first offer alone did the same (2026-12-05,
+with a rising ask read as held, five seeds: 20-25% of the prior's error, surplus 0.12-0.18)."""
 OBSERVATION_SIZE = len(OBSERVATION_NAMES)
 
 
@@ -76,6 +82,12 @@ class BuyerMove(IntEnum):
 
 
 N_MOVES = len(BuyerMove)
+
+OBSERVATION_LAYOUT = hashlib.sha256(
+    "\n".join([*OBSERVATION_NAMES, "", *(move.name for move in BuyerMove)]).encode()
+).hexdigest()[:16]
+"""Fingerprint of the observation names and moves, stored with every negotiation: its logged
+decisions are learned from only by a network of the same layout."""
 
 CONCESSION_SHARE: dict[BuyerMove, float] = {
     BuyerMove.HOLD: 0.0,

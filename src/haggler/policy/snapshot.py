@@ -11,6 +11,7 @@ import numpy as np
 
 from haggler.core.features import (
     N_MOVES,
+    OBSERVATION_NAMES,
     OBSERVATION_SIZE,
     BuyerMove,
     legal_moves,
@@ -19,6 +20,8 @@ from haggler.core.features import (
 )
 from haggler.core.negotiation import Action, NegotiationState
 from haggler.policy.exploration import GREEDY, Exploration, choose_move
+
+MOVE_NAMES = [move.name for move in BuyerMove]
 
 
 class ModelFileError(ValueError):
@@ -42,21 +45,34 @@ class PolicySnapshot:
     version: int
 
     def to_bytes(self) -> bytes:
-        """The weights as an .npz archive (plain arrays: loading it runs no code)."""
+        """The weights as an .npz archive (plain arrays: loading it runs no code), with the names
+        of the observations and moves they were trained on."""
         arrays = {f"weight{i}": w for i, w in enumerate(self.weights)}
         arrays |= {f"bias{i}": b for i, b in enumerate(self.biases)}
+        arrays |= {
+            "observation_names": np.array(OBSERVATION_NAMES),
+            "moves": np.array(MOVE_NAMES),
+        }
         buffer = io.BytesIO()
         np.savez(buffer, allow_pickle=False, **arrays)
         return buffer.getvalue()
 
     @staticmethod
     def from_bytes(data: bytes, version: int) -> PolicySnapshot:
-        """The snapshot `to_bytes` wrote, as model `version`."""
+        """The snapshot `to_bytes` wrote, as model `version`; ModelFileError if its weights were
+        trained on other observations or moves than this version's."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-                layers = len(archive.files) // 2
+                layers = sum(name.startswith("weight") for name in archive.files)
                 weights = tuple(archive[f"weight{i}"] for i in range(layers))
                 biases = tuple(archive[f"bias{i}"] for i in range(layers))
+                # Archives written before the names were recorded (up to 2026-12-05) carry
+                # none: their shape is all there is to check them by.
+                layout = {
+                    name: archive[name].tolist()
+                    for name in ("observation_names", "moves")
+                    if name in archive.files
+                }
         except (OSError, KeyError, ValueError) as error:
             raise ModelFileError(
                 f"model version {version} has unreadable weights ({error})"
@@ -65,6 +81,8 @@ class PolicySnapshot:
             not weights
             or weights[0].shape[0] != OBSERVATION_SIZE
             or weights[-1].shape[1] != N_MOVES
+            or layout.get("observation_names", list(OBSERVATION_NAMES)) != list(OBSERVATION_NAMES)
+            or layout.get("moves", MOVE_NAMES) != MOVE_NAMES
         ):
             raise ModelFileError(f"model version {version} does not fit the observations or moves")
         for array in (*weights, *biases):

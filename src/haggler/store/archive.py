@@ -204,12 +204,16 @@ def _plain(table: Table, row: Any) -> dict[str, Any]:
 
 
 def _typed(table: Table, plain: dict[str, Any]) -> dict[str, Any]:
-    """A row read back from JSON, with its decimals and times as the columns take them."""
-    if set(plain) != {column.name for column in table.c}:
+    """A row read back from JSON, with its decimals and times as the columns take them. A column
+    the archive lacks is empty if it may be (it was added to the store after the archive was
+    written: `observation_layout`, for one)."""
+    columns = {column.name for column in table.c}
+    missing = columns - set(plain)
+    if set(plain) - columns or any(not table.c[name].nullable for name in missing):
         raise ArchiveError(f"a {table.name} row of the archive has other columns than the store's")
     typed = {}
     for column in table.c:
-        value = plain[column.name]
+        value = plain.get(column.name)
         if value is not None and isinstance(column.type, Numeric) and column.type.asdecimal:
             value = Decimal(value)
         elif value is not None and isinstance(column.type, DateTime):

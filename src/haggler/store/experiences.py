@@ -12,12 +12,13 @@ import numpy as np
 from sqlalchemy import (
     bindparam,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session
 
-from haggler.core.features import OBSERVATION_SIZE
+from haggler.core.features import OBSERVATION_LAYOUT, OBSERVATION_SIZE
 from haggler.core.transitions import Transitions, negotiation_transitions
 from haggler.store import counters
 from haggler.store.base import run_statement
@@ -43,7 +44,10 @@ def _experiences_by_negotiation(
 ) -> dict[int, Transitions]:
     """The experiences of finished negotiations from their decisions alone (measured: reading
     the turns and replaying them through the protocol took most of the learner's read time).
-    The last decision of a finished negotiation is terminal (`transitions` says what follows it)."""
+    The last decision of a finished negotiation is terminal (`transitions` says what follows it).
+    Negotiations logged with another observation layout (before an upgrade) are kept in the
+    store, but left out here: their observations do not mean what the network reads. Those
+    logged before the layout was recorded (up to 2026-12-05) are checked by their size."""
     rows: dict[int, list[Any]] = {}
     for start in range(0, len(negotiation_ids), 500):  # bounded IN lists
         chunk = list(negotiation_ids[start : start + 500])
@@ -55,7 +59,14 @@ def _experiences_by_negotiation(
                 DecisionRow.move,
                 DecisionRow.reward,
             )
-            .where(DecisionRow.negotiation_id.in_(chunk))
+            .join(NegotiationRow, NegotiationRow.id == DecisionRow.negotiation_id)
+            .where(
+                DecisionRow.negotiation_id.in_(chunk),
+                or_(
+                    NegotiationRow.observation_layout == OBSERVATION_LAYOUT,
+                    NegotiationRow.observation_layout.is_(None),
+                ),
+            )
             .order_by(DecisionRow.negotiation_id, DecisionRow.round)
         ):
             rows.setdefault(row.negotiation_id, []).append(row)
@@ -67,8 +78,6 @@ def _experiences_by_negotiation(
             np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
         )
         for negotiation_id, decisions in rows.items()
-        # Kept in the store, but not learned from: decisions logged with another observation
-        # layout (before an upgrade) do not fit the network.
         if all(len(d.observation) == OBSERVATION_SIZE for d in decisions)
     }
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from haggler.core.features import OBSERVATION_LAYOUT
 from haggler.core.negotiation import (
     Action,
     Move,
@@ -121,6 +122,7 @@ def create_negotiation(
         "status": "open",
         "rounds": 0,
         "model_version": model_version,
+        "observation_layout": OBSERVATION_LAYOUT,
         "created_at": created_at or datetime.now(UTC),
     }
     returned = run_statement(session, _INSERT_NEGOTIATION, [values]).returned

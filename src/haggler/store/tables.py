@@ -151,6 +151,9 @@ class NegotiationRow(Base):
     """The purchaser account it belongs to (None: opened before accounts existed)."""
     seller_account_id: Mapped[int | None] = mapped_column(Integer, index=True)
     """The seller account party to it, if any (else its seller token, or a simulated seller)."""
+    observation_layout: Mapped[str | None] = mapped_column(String(16))
+    """`OBSERVATION_LAYOUT` of the version that logged its decisions (None: logged before it was
+    recorded, up to 2026-12-05)."""
 
 
 class MoveReplyRow(Base):
