@@ -118,7 +118,8 @@ def test_what_something_live_reads_stays(
 def test_an_archive_written_before_the_observation_layout_was_stored_comes_back(
     client: TestClient, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    """Its negotiations come back without a layout: kept and shown, not learned from."""
+    """Its negotiations come back without a layout (as stored before it was recorded: the learner
+    reads them if their observations have the network's size) and show as before."""
     played = play(client, 4)
     _learned(sessions)
     path = tmp_path / "archive.jsonl.gz"

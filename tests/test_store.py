@@ -24,14 +24,20 @@ from sqlalchemy.orm import Session
 
 from haggler.config import DQNConfig
 from haggler.core.catalogue import SEED_CATALOGUE, Product
-from haggler.core.features import N_MOVES, OBSERVATION_NAMES, OBSERVATION_SIZE
+from haggler.core.features import (
+    N_MOVES,
+    OBSERVATION_LAYOUT,
+    OBSERVATION_NAMES,
+    OBSERVATION_SIZE,
+    BuyerMove,
+)
 from haggler.core.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
 from haggler.core.transitions import LoggedDecision
 from haggler.learning.dqn import BuyerAgent
 from haggler.policy.snapshot import PolicySnapshot
 from haggler.store import base as store
 from haggler.store import catalogue as catalogue_store
-from haggler.store import counters, maintenance, versions
+from haggler.store import counters, experiments, maintenance, versions
 from haggler.store import experiences as experience_store
 from haggler.store import metrics as metric_store
 from haggler.store import negotiations as negotiation_store
@@ -429,11 +435,16 @@ def test_decisions_of_an_older_observation_layout_are_kept_but_not_learned_from(
     experience_store.mark_learned([negotiation_id], session=session)
     session.commit()
     assert (experience_store.learned_experiences(session=session, limit=100) is not None) == learned
+    # Nor does the promotion gate judge candidates on them.
+    assert len(experiments.logged_episodes(session=session, limit=10)) == (2 if learned else 0)
     assert negotiation_store.get_negotiation(negotiation_id, session=session) is not None
-    # A negotiation logged now, with this layout, is learned from.
+    # A negotiation logged now records this layout, and is learned from.
     new_id = _play_stored_negotiation(session, "Forklift fork")
+    new_row = session.get(NegotiationRow, new_id)
+    assert new_row is not None and new_row.observation_layout == OBSERVATION_LAYOUT
     [queued] = experience_store.negotiations_to_learn(session=session, limit=10)
     assert queued.id == new_id and queued.experiences is not None
+    assert len(experiments.logged_episodes(session=session, limit=10)) == (3 if learned else 1)
 
 
 def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: Engine) -> None:
@@ -464,36 +475,48 @@ def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: E
     assert versions.ensure_serving(sessions, lambda: old).version == 4
 
 
-def _weights_archive(snapshot: PolicySnapshot, observation_names: list[str] | None) -> bytes:
-    """`snapshot`'s stored weights, recording `observation_names` (None: no names, as archives
-    written before they were recorded)."""
+def _weights_archive(
+    snapshot: PolicySnapshot, observation_names: list[str] | None, moves: list[str] | None
+) -> bytes:
+    """`snapshot`'s stored weights, recording `observation_names` and `moves` (None: no names,
+    as archives written before they were recorded)."""
     with np.load(io.BytesIO(snapshot.to_bytes()), allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
-    del arrays["observation_names"]
-    if observation_names is not None:
+    del arrays["observation_names"], arrays["moves"]
+    if observation_names is not None and moves is not None:
         arrays["observation_names"] = np.array(observation_names)
+        arrays["moves"] = np.array(moves)
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 
+MOVE_NAMES = [move.name for move in BuyerMove]
+
+
 @pytest.mark.parametrize(
-    ("observation_names", "serves_the_stored_weights"),
+    ("observation_names", "moves", "serves_the_stored_weights"),
     [
-        (None, True),  # stored before the names were recorded: the shape fits, so it serves
-        (list(OBSERVATION_NAMES), True),
+        # Stored before the names were recorded: the shape fits, so it serves.
+        (None, None, True),
+        (list(OBSERVATION_NAMES), MOVE_NAMES, True),
         # The same number of observations, one of them renamed because its meaning changed.
-        (["lowest_ask_fall_1", *OBSERVATION_NAMES[1:]], False),
+        (["lowest_ask_fall_1", *OBSERVATION_NAMES[1:]], MOVE_NAMES, False),
+        # The same number of moves, one of them another concession.
+        (list(OBSERVATION_NAMES), [*MOVE_NAMES[:-1], "CONCEDE_90"], False),
     ],
 )
 def test_serving_weights_trained_on_other_observations_of_the_same_size_give_way(
-    engine: Engine, observation_names: list[str] | None, serves_the_stored_weights: bool
+    engine: Engine,
+    observation_names: list[str] | None,
+    moves: list[str] | None,
+    serves_the_stored_weights: bool,
 ) -> None:
     sessions = session_factory(engine)
     stored = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=2)).snapshot
     with sessions() as session:
         snapshot_store.publish_snapshot(
-            _weights_archive(stored, observation_names),
+            _weights_archive(stored, observation_names, moves),
             session=session,
             version=3,
             expected_serving=None,

@@ -53,8 +53,9 @@ recent pace would take it by the buyer's deadline: enough to tell a time-depende
 tit-for-tat or a hard-liner within a few rounds.
 
 Model files and stored weights are checked against these names (and the moves'), and every
-stored negotiation records them (`OBSERVATION_LAYOUT`): a feature whose meaning changes gets a
-new name, so weights and logged decisions of the old meaning are refused, not misread.
+stored negotiation records their fingerprint (`OBSERVATION_LAYOUT`): a feature whose meaning
+changes gets a new name, so weights and logged decisions of the old meaning are refused, not
+misread.
 
 The policy sees the limit from its first move. Hiding it for the first two offers was measured
 and rejected: a policy that cannot see its limit learns to offer as much as the cap allows, so

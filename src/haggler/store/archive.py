@@ -33,6 +33,8 @@ REPLIES = cast(Table, MoveReplyRow.__table__)
 CHUNK = 1000
 """Negotiations read, written or removed at a time (bounded IN lists and transactions)."""
 FORMAT = "haggler-archive-1"
+ADDED_LATER: dict[str, set[str]] = {"negotiations": {"observation_layout"}}
+"""Columns an archive written before their migration lacks (0008's), per table."""
 
 
 class ArchiveError(ValueError):
@@ -205,11 +207,9 @@ def _plain(table: Table, row: Any) -> dict[str, Any]:
 
 def _typed(table: Table, plain: dict[str, Any]) -> dict[str, Any]:
     """A row read back from JSON, with its decimals and times as the columns take them. A column
-    the archive lacks is empty if it may be (it was added to the store after the archive was
-    written: `observation_layout`, for one)."""
+    added to the store after the archive was written (`ADDED_LATER`) is empty."""
     columns = {column.name for column in table.c}
-    missing = columns - set(plain)
-    if set(plain) - columns or any(not table.c[name].nullable for name in missing):
+    if set(plain) - columns or columns - set(plain) - ADDED_LATER.get(table.name, set()):
         raise ArchiveError(f"a {table.name} row of the archive has other columns than the store's")
     typed = {}
     for column in table.c:

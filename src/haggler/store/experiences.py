@@ -28,6 +28,19 @@ from haggler.store.tables import (
     NegotiationRow,
 )
 
+LOGGED_WITH_THIS_LAYOUT = or_(
+    NegotiationRow.observation_layout == OBSERVATION_LAYOUT,
+    NegotiationRow.observation_layout.is_(None),
+)
+"""Negotiations whose decisions the network can read: logged with this observation layout, or
+before layouts were recorded (up to 2026-12-05; `fits_the_network` checks those by size)."""
+
+
+def fits_the_network(observations: Sequence[Sequence[float]]) -> bool:
+    """Whether logged observations have the network's size (those logged before the layout was
+    recorded are checked by this alone)."""
+    return all(len(observation) == OBSERVATION_SIZE for observation in observations)
+
 
 @dataclass(frozen=True)
 class QueuedNegotiation:
@@ -36,7 +49,8 @@ class QueuedNegotiation:
     id: int
     finished_at: datetime | None
     experiences: Transitions | None
-    """None for a negotiation without buyer decisions (the seller ended it at once)."""
+    """None for a negotiation without buyer decisions (the seller ended it at once), or with
+    decisions logged with another observation layout."""
 
 
 def _experiences_by_negotiation(
@@ -60,13 +74,7 @@ def _experiences_by_negotiation(
                 DecisionRow.reward,
             )
             .join(NegotiationRow, NegotiationRow.id == DecisionRow.negotiation_id)
-            .where(
-                DecisionRow.negotiation_id.in_(chunk),
-                or_(
-                    NegotiationRow.observation_layout == OBSERVATION_LAYOUT,
-                    NegotiationRow.observation_layout.is_(None),
-                ),
-            )
+            .where(DecisionRow.negotiation_id.in_(chunk), LOGGED_WITH_THIS_LAYOUT)
             .order_by(DecisionRow.negotiation_id, DecisionRow.round)
         ):
             rows.setdefault(row.negotiation_id, []).append(row)
@@ -78,7 +86,7 @@ def _experiences_by_negotiation(
             np.asarray([d.reward or 0.0 for d in decisions], dtype=np.float32),
         )
         for negotiation_id, decisions in rows.items()
-        if all(len(d.observation) == OBSERVATION_SIZE for d in decisions)
+        if fits_the_network([d.observation for d in decisions])
     }
 
 

@@ -26,6 +26,7 @@ from haggler.store.counters import (
     get_counter,
     set_counter,
 )
+from haggler.store.experiences import LOGGED_WITH_THIS_LAYOUT, fits_the_network
 from haggler.store.snapshots import swap_serving
 from haggler.store.tables import ABTestRow, DecisionRow, ModelSnapshotRow, NegotiationRow
 
@@ -300,11 +301,16 @@ def finished_outcomes(
 
 def logged_episodes(*, session: Session, limit: int) -> list[LoggedEpisode]:
     """The decisions of the newest `limit` finished negotiations, oldest first, as off-policy
-    evaluation reads them: what each decision saw, did, with what probability, and earned."""
+    evaluation reads them: what each decision saw, did, with what probability, and earned.
+    Negotiations logged with another observation layout (before an upgrade) are left out."""
     ids = list(
         session.scalars(
             select(NegotiationRow.id)
-            .where(NegotiationRow.status == "finished", NegotiationRow.rounds > 0)
+            .where(
+                NegotiationRow.status == "finished",
+                NegotiationRow.rounds > 0,
+                LOGGED_WITH_THIS_LAYOUT,
+            )
             .order_by(NegotiationRow.id.desc())
             .limit(limit)
         )
@@ -328,7 +334,7 @@ def logged_episodes(*, session: Session, limit: int) -> list[LoggedEpisode]:
             rewards=np.asarray([d.reward or 0.0 for d in rows], dtype=np.float64),
         )
         for rows in decisions.values()
-        if rows
+        if rows and fits_the_network([d.observation for d in rows])
     ]
 
 

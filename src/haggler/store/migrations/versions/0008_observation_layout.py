@@ -25,5 +25,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("negotiations") as batch:
-        batch.drop_column("observation_layout")
+    # A plain DROP COLUMN (SQLite 3.35+): batch mode would rebuild the table, which the foreign
+    # keys of a store with negotiations refuse.
+    op.drop_column("negotiations", "observation_layout")
