@@ -20,7 +20,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from haggler.config import DQNConfig
 from haggler.core.catalogue import SEED_CATALOGUE, Product
@@ -447,6 +447,20 @@ def test_decisions_of_an_older_observation_layout_are_kept_but_not_learned_from(
     assert len(experiments.logged_episodes(session=session, limit=10)) == (3 if learned else 1)
 
 
+def _serve_stored(sessions: sessionmaker[Session], weights: bytes, *, source: str) -> None:
+    """A store whose serving version, 3, holds `weights` (as an earlier version stored them)."""
+    with sessions() as session:
+        snapshot_store.publish_snapshot(
+            weights,
+            session=session,
+            version=3,
+            expected_serving=None,
+            source=source,
+            negotiations=0,
+        )
+        session.commit()
+
+
 def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: Engine) -> None:
     sessions = session_factory(engine)
     old = PolicySnapshot(
@@ -454,16 +468,7 @@ def test_serving_weights_of_an_older_layout_give_way_to_the_model_file(engine: E
         (np.zeros(4, np.float32), np.zeros(N_MOVES, np.float32)),
         3,
     )
-    with sessions() as session:
-        snapshot_store.publish_snapshot(
-            old.to_bytes(),
-            session=session,
-            version=3,
-            expected_serving=None,
-            source="starter",
-            negotiations=0,
-        )
-        session.commit()
+    _serve_stored(sessions, old.to_bytes(), source="starter")
     model_file = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=1)).snapshot
     serving = versions.ensure_serving(sessions, lambda: model_file)
     assert serving.version == 4  # a new version: 3 keeps naming the old weights
@@ -514,16 +519,7 @@ def test_serving_weights_trained_on_other_observations_of_the_same_size_give_way
 ) -> None:
     sessions = session_factory(engine)
     stored = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=2)).snapshot
-    with sessions() as session:
-        snapshot_store.publish_snapshot(
-            _weights_archive(stored, observation_names, moves),
-            session=session,
-            version=3,
-            expected_serving=None,
-            source="training",
-            negotiations=0,
-        )
-        session.commit()
+    _serve_stored(sessions, _weights_archive(stored, observation_names, moves), source="training")
     model_file = BuyerAgent(DQNConfig(hidden_sizes=(8,), seed=1)).snapshot
     serving = versions.ensure_serving(sessions, lambda: model_file)
     probe = np.linspace(0.0, 1.0, OBSERVATION_SIZE, dtype=np.float32)
