@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from haggler.config import DQNConfig
 from haggler.core.catalogue import SEED_CATALOGUE, Product
 from haggler.core.features import (
+    MOVE_NAMES,
     N_MOVES,
     OBSERVATION_LAYOUT,
     OBSERVATION_NAMES,
     OBSERVATION_SIZE,
-    BuyerMove,
 )
 from haggler.core.negotiation import Action, Outcome, Party, Terms, apply_move, open_negotiation
 from haggler.core.transitions import LoggedDecision
@@ -494,9 +494,6 @@ def _weights_archive(
     buffer = io.BytesIO()
     np.savez(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
-
-
-MOVE_NAMES = [move.name for move in BuyerMove]
 
 
 @pytest.mark.parametrize(

@@ -83,9 +83,10 @@ class BuyerMove(IntEnum):
 
 
 N_MOVES = len(BuyerMove)
+MOVE_NAMES: list[str] = [move.name for move in BuyerMove]
 
 OBSERVATION_LAYOUT = hashlib.sha256(
-    "\n".join([*OBSERVATION_NAMES, "", *(move.name for move in BuyerMove)]).encode()
+    "\n".join([*OBSERVATION_NAMES, "", *MOVE_NAMES]).encode()
 ).hexdigest()[:16]
 """Fingerprint of the observation names and moves, stored with every negotiation: its logged
 decisions are learned from only by a network of the same layout."""

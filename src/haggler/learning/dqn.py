@@ -24,10 +24,10 @@ from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
 
 from haggler.config import DQNConfig
 from haggler.core.features import (
+    MOVE_NAMES,
     N_MOVES,
     OBSERVATION_NAMES,
     OBSERVATION_SIZE,
-    BuyerMove,
 )
 from haggler.core.transitions import Transitions
 from haggler.files import atomic_write
@@ -280,7 +280,7 @@ class BuyerAgent:
             "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "config": dataclasses.asdict(self.config),
             "observation_names": list(OBSERVATION_NAMES),
-            "moves": [move.name for move in BuyerMove],
+            "moves": list(MOVE_NAMES),
             "gradient_steps": self.gradient_steps,
             "metadata": dict(self.metadata),
             "q_network": self.q_network.state_dict(),
@@ -359,9 +359,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path} has checkpoint format {payload.get('format_version')}, "
             f"this version reads {CHECKPOINT_VERSION}"
         )
-    if payload.get("observation_names") != list(OBSERVATION_NAMES) or payload.get("moves") != [
-        move.name for move in BuyerMove
-    ]:
+    if (
+        payload.get("observation_names") != list(OBSERVATION_NAMES)
+        or payload.get("moves") != MOVE_NAMES
+    ):
         raise ModelFileError(
             f"{path} was trained on other observations or moves (an older version of haggler): "
             "train a new one (`haggler train`) or install the starter model "

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from haggler.core.features import (
+    MOVE_NAMES,
     N_MOVES,
     OBSERVATION_NAMES,
     OBSERVATION_SIZE,
@@ -20,8 +21,6 @@ from haggler.core.features import (
 )
 from haggler.core.negotiation import Action, NegotiationState
 from haggler.policy.exploration import GREEDY, Exploration, choose_move
-
-MOVE_NAMES = [move.name for move in BuyerMove]
 
 
 class ModelFileError(ValueError):

@@ -97,7 +97,11 @@ def learned_experiences(*, session: Session, limit: int) -> Transitions | None:
     total = 0
     query = (
         select(NegotiationRow.id, NegotiationRow.rounds)
-        .where(NegotiationRow.status == "finished", NegotiationRow.learned_at.is_not(None))
+        .where(
+            NegotiationRow.status == "finished",
+            NegotiationRow.learned_at.is_not(None),
+            LOGGED_WITH_THIS_LAYOUT,  # not to count rounds that will not be replayed
+        )
         .order_by(NegotiationRow.id.desc())
     )
     for row in session.execute(query.execution_options(yield_per=1000)):
